@@ -1,0 +1,57 @@
+# One entry point for people and CI. Every target installs what it needs from nothing:
+# only a Python 3.11+ interpreter and access to PyPI are assumed.
+PYTHON      ?= python3
+TOOLS       := .tools
+UV          := $(TOOLS)/bootstrap/bin/uv
+VENV        := .venv
+PY          := $(VENV)/bin/python
+SAM_VERSION := 1.170.0
+SAM         := $(TOOLS)/sam/bin/sam
+
+.PHONY: help install demo test lint fmt validate build bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/bootstrap
+	$(TOOLS)/bootstrap/bin/pip install -q --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml layers/gatekeeper/requirements.txt | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install -q --python $(PY) -e '.[dev]'
+	@touch $@
+
+$(SAM): | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(TOOLS)/sam
+	$(UV) pip install -q --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
+
+install: $(VENV)/.installed $(SAM)  ## create .venv (app + dev tools) and .tools/sam (SAM CLI, kept apart)
+
+demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
+	$(PY) -m gatekeeper.local.demo
+
+test: $(VENV)/.installed $(SAM)  ## lint, then every test (domain, handlers on moto, template)
+	$(PY) -m ruff check .
+	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$$PATH" $(PY) -m pytest
+
+lint: $(VENV)/.installed  ## ruff only
+	$(PY) -m ruff check .
+
+fmt: $(VENV)/.installed  ## format and fix what ruff can
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+validate: $(SAM)  ## sam validate --lint
+	$(SAM) validate --lint
+
+build: $(SAM)  ## sam build (python3.13/arm64) into .aws-sam/
+	@# sam build needs a python3.13 on PATH (or Docker: sam build --use-container). pyenv
+	@# machines often carry one without activating it: offer every installed 3.x to sam.
+	@if python3.13 --version >/dev/null 2>&1; then $(SAM) build; \
+	elif command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -q '^3\.13'; then \
+		PYENV_VERSION="$$(pyenv versions --bare | grep -E '^3\.[0-9]+' | sort -rV | paste -sd: -)" $(SAM) build; \
+	else echo "sam build needs python3.13 on PATH, or Docker with: sam build --use-container" >&2; exit 1; fi
+
+clean:  ## remove the local environments and build output
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache

@@ -1,0 +1,1 @@
+"""The gatekeeper's domain: events, findings, policy, verdicts. Pure Python, no AWS SDK."""

@@ -1,0 +1,125 @@
+"""EventBridge events from ECR and Amazon Inspector, parsed into typed values.
+
+Three kinds concern the gatekeeper: an image push, a basic scan result and an Inspector
+(enhanced) scan result. Anything else that arrives on the same sources (deletes, storage
+class changes, replication, referrers, scan configuration changes) is *ignored* with a
+reason; anything that claims to be one of our kinds but cannot be read is *malformed* and
+raises, so that it ends in the dead-letter queue instead of producing a verdict.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_DIGEST = re.compile(r"^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$")
+_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*$")
+_REPOSITORY_ARN = re.compile(r"^arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<name>.+)$")
+
+
+class Kind(enum.StrEnum):
+    PUSH = "push"
+    BASIC_SCAN = "basic-scan"
+    ENHANCED_SCAN = "enhanced-scan"
+
+
+@dataclass(frozen=True)
+class ImageEvent:
+    kind: Kind
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    event_id: str
+    scan_status: str | None = None
+    account: str | None = None
+    region: str | None = None
+    time: str | None = None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str
+    source: str | None = None
+    detail_type: str | None = None
+
+
+class MalformedEvent(ValueError):
+    """An event of a kind we handle that cannot be read; it must never yield a verdict."""
+
+
+def parse_event(event: Any) -> ImageEvent | Ignored:
+    if not isinstance(event, Mapping):
+        raise MalformedEvent(f"event is {type(event).__name__}, not a JSON object")
+    source = event.get("source")
+    detail_type = event.get("detail-type")
+    detail = event.get("detail")
+    kind = _KINDS.get((source, detail_type))
+    if kind is None:
+        return Ignored(f"not an event the gatekeeper handles ({source} / {detail_type})",
+                       _str(source), _str(detail_type))
+    if not isinstance(detail, Mapping):
+        raise MalformedEvent(f"{detail_type}: 'detail' is missing or not an object")
+    if kind is Kind.PUSH:
+        action, result = detail.get("action-type"), detail.get("result")
+        if action != "PUSH":
+            return Ignored(f"ECR Image Action with action-type {action!r}", source, detail_type)
+        if result != "SUCCESS":
+            return Ignored(f"ECR image push with result {result!r}", source, detail_type)
+        tag = detail.get("image-tag")
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise MalformedEvent("detail.image-tag must be a non-empty string when present")
+        tags: tuple[str, ...] = (tag,) if tag else ()
+        status = None
+    else:
+        raw_tags = detail.get("image-tags", [])
+        if raw_tags is None:
+            raw_tags = []
+        if not isinstance(raw_tags, list) or not all(isinstance(t, str) and t for t in raw_tags):
+            raise MalformedEvent("detail.image-tags must be a list of non-empty strings")
+        tags = tuple(raw_tags)
+        status = detail.get("scan-status")
+        if not isinstance(status, str) or not status:
+            raise MalformedEvent("detail.scan-status must be a non-empty string")
+    return ImageEvent(
+        kind=kind,
+        repository=_repository(detail.get("repository-name"), kind),
+        digest=_digest(detail.get("image-digest")),
+        tags=tags,
+        event_id=_str(event.get("id")) or "unknown",
+        scan_status=status,
+        account=_str(event.get("account")),
+        region=_str(event.get("region")),
+        time=_str(event.get("time")),
+    )
+
+
+_KINDS = {
+    ("aws.ecr", "ECR Image Action"): Kind.PUSH,
+    ("aws.ecr", "ECR Image Scan"): Kind.BASIC_SCAN,
+    ("aws.inspector2", "Inspector2 Scan"): Kind.ENHANCED_SCAN,
+}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _digest(value: Any) -> str:
+    if not isinstance(value, str) or not _DIGEST.match(value):
+        raise MalformedEvent(f"detail.image-digest is not an image digest: {value!r:.100}")
+    return value
+
+
+def _repository(value: Any, kind: Kind) -> str:
+    if not isinstance(value, str):
+        raise MalformedEvent(f"detail.repository-name is missing or not a string: {value!r:.100}")
+    name = value
+    arn = _REPOSITORY_ARN.match(value)
+    if arn:  # Inspector2 Scan names the repository by its ARN
+        name = arn.group("name")
+    if not (2 <= len(name) <= 256) or not _REPOSITORY.match(name):
+        raise MalformedEvent(f"detail.repository-name is not a repository name: {value!r:.100}")
+    return name
