@@ -1,0 +1,1 @@
+"""Adapters between the domain and AWS (ECR, DynamoDB, SNS, S3)."""

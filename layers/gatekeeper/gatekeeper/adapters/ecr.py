@@ -1,0 +1,156 @@
+"""Amazon ECR: read an image's scan findings (every page) and add or remove marker tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from gatekeeper.domain.findings import Finding, from_scan_findings, parse_timestamp
+
+# Every manifest type ECR stores; without this BatchGetImage may refuse or convert OCI images.
+MANIFEST_MEDIA_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+json",
+]
+_GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
+
+
+class ImageGone(Exception):
+    """The image (or its repository) no longer exists."""
+
+
+class UnsafeUntag(Exception):
+    """Removing this tag would delete the image or touch a tag on another image."""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    status: str
+    description: str | None
+    findings: list[Finding]
+    completed_at: datetime | None
+    pages: int
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class EcrImages:
+    def __init__(self, client: Any, page_size: int = 1000) -> None:
+        self._ecr = client
+        self._page_size = page_size
+
+    def scan(self, repository: str, digest: str) -> ScanResult | None:
+        """The image's latest scan with all its findings; None when it was never scanned."""
+        findings: list[Finding] = []
+        kwargs: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageId": {"imageDigest": digest},
+            "maxResults": self._page_size,
+        }
+        pages = 0
+        first: dict[str, Any] = {}
+        while True:
+            try:
+                page = self._ecr.describe_image_scan_findings(**kwargs)
+            except ClientError as err:
+                if _code(err) == "ScanNotFoundException":
+                    return None
+                if _code(err) in _GONE:
+                    raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+                raise
+            pages += 1
+            first = first or page
+            findings.extend(from_scan_findings(page.get("imageScanFindings") or {}))
+            token = page.get("nextToken")
+            if not token:
+                break
+            kwargs["nextToken"] = token
+        status = first.get("imageScanStatus") or {}
+        scan = first.get("imageScanFindings") or {}
+        return ScanResult(
+            status=str(status.get("status") or "UNKNOWN"),
+            description=status.get("description"),
+            findings=findings,
+            completed_at=parse_timestamp(scan.get("imageScanCompletedAt")),
+            pages=pages,
+        )
+
+    def add_tag(self, repository: str, digest: str, tag: str) -> bool:
+        """Tag the image by re-putting its own manifest; False when it already had the tag."""
+        response = self._ecr.batch_get_image(
+            repositoryName=repository,
+            imageIds=[{"imageDigest": digest}],
+            acceptedMediaTypes=MANIFEST_MEDIA_TYPES,
+        )
+        images = response.get("images") or []
+        if not images:
+            failure = (response.get("failures") or [{}])[0]
+            raise ImageGone(f"{repository}@{digest}: {failure.get('failureCode', 'not found')}")
+        image = images[0]
+        request: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageManifest": image["imageManifest"],
+            "imageTag": tag,
+            "imageDigest": digest,
+        }
+        if image.get("imageManifestMediaType"):
+            request["imageManifestMediaType"] = image["imageManifestMediaType"]
+        try:
+            self._ecr.put_image(**request)
+        except ClientError as err:
+            # ImageAlreadyExists: this digest has this tag already (a retry, or the echo of
+            # our own write). ImageTagAlreadyExists (IMMUTABLE repositories) is not caught:
+            # the tag is on another image, which only a forged marker can cause.
+            if _code(err) == "ImageAlreadyExistsException":
+                return False
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
+        return True
+
+    def remove_tag(self, repository: str, digest: str, tag: str) -> bool:
+        """Remove ``tag`` from this image only; False when it was not there.
+
+        Refuses (UnsafeUntag) when the tag is the image's last one, since ECR deletes an image
+        whose last tag is removed.
+        """
+        try:
+            described = self._ecr.describe_images(
+                repositoryName=repository, imageIds=[{"imageDigest": digest}]
+            )
+        except ClientError as err:
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
+        details = (described.get("imageDetails") or [{}])[0]
+        tags = details.get("imageTags") or []
+        if tag not in tags:
+            return False
+        if len(tags) < 2:
+            raise UnsafeUntag(f"{tag} is the last tag of {repository}@{digest}")
+        response = self._ecr.batch_delete_image(
+            repositoryName=repository, imageIds=[{"imageTag": tag}]
+        )
+        for failure in response.get("failures") or []:
+            if failure.get("failureCode") != "ImageNotFound":
+                raise UnsafeUntag(f"untag {tag} failed: {failure.get('failureReason')}")
+        return bool(response.get("imageIds"))
+
+    def tags(self, repository: str, digest: str) -> list[str]:
+        try:
+            described = self._ecr.describe_images(
+                repositoryName=repository, imageIds=[{"imageDigest": digest}]
+            )
+        except ClientError as err:
+            if _code(err) in _GONE:
+                return []
+            raise
+        return sorted((described.get("imageDetails") or [{}])[0].get("imageTags") or [])

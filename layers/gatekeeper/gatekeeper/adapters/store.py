@@ -1,0 +1,138 @@
+"""DynamoDB: one item per image holding its current verdict and the state of its side effects.
+
+Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``. Every write is conditional
+on the revision read before it (optimistic locking), so two deliveries of the same event
+racing each other cannot both commit a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+PENDING = "PENDING"
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+class Conflict(Exception):
+    """Someone else changed the item since it was read."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    repository: str
+    digest: str
+    state: str = PENDING  # PENDING, APPROVED or QUARANTINED
+    revision: int = 0
+    tags: tuple[str, ...] = ()
+    marker: str | None = None  # the marker tag this verdict wants on the image
+    stale_markers: tuple[str, ...] = ()  # markers of earlier verdicts still to remove
+    settled: bool = True  # tags and notification done for this verdict
+    reasons: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    highest_severity: str | None = None
+    policy_version: str | None = None
+    matched_rule: str | None = None
+    scan_status: str | None = None
+    scan_completed_at: str | None = None
+    decided_at: str | None = None
+    trigger: str | None = None
+    gone: bool = False
+
+    @property
+    def judged(self) -> bool:
+        return self.state != PENDING
+
+    @property
+    def complete(self) -> bool:
+        """Judged, with its tags and notification done, on an image that still exists."""
+        return self.judged and self.settled and not self.gone
+
+
+def _key(repository: str, digest: str) -> dict[str, Any]:
+    return {"pk": {"S": f"IMAGE#{repository}@{digest}"}, "sk": {"S": "VERDICT"}}
+
+
+def _to_item(record: ImageRecord) -> dict[str, Any]:
+    plain: dict[str, Any] = {
+        "repository": record.repository,
+        "digest": record.digest,
+        "state": record.state,
+        "revision": record.revision,
+        "tags": list(record.tags),
+        "stale_markers": list(record.stale_markers),
+        "settled": record.settled,
+        "reasons": list(record.reasons),
+        "counts": dict(record.counts),
+        "gone": record.gone,
+    }
+    for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
+                 "scan_completed_at", "decided_at", "trigger"):
+        value = getattr(record, name)
+        if value is not None:
+            plain[name] = value
+    item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
+    item.update(_key(record.repository, record.digest))
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> ImageRecord:
+    plain = {k: _DESERIALIZER.deserialize(v) for k, v in item.items() if k not in ("pk", "sk")}
+    return ImageRecord(
+        repository=plain["repository"],
+        digest=plain["digest"],
+        state=plain.get("state", PENDING),
+        revision=int(plain.get("revision", 0)),
+        tags=tuple(plain.get("tags") or ()),
+        marker=plain.get("marker"),
+        stale_markers=tuple(plain.get("stale_markers") or ()),
+        settled=bool(plain.get("settled", True)),
+        reasons=tuple(plain.get("reasons") or ()),
+        counts={k: int(v) for k, v in (plain.get("counts") or {}).items()},
+        highest_severity=plain.get("highest_severity"),
+        policy_version=plain.get("policy_version"),
+        matched_rule=plain.get("matched_rule"),
+        scan_status=plain.get("scan_status"),
+        scan_completed_at=plain.get("scan_completed_at"),
+        decided_at=plain.get("decided_at"),
+        trigger=plain.get("trigger"),
+        gone=bool(plain.get("gone", False)),
+    )
+
+
+class VerdictStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._ddb = client
+        self._table = table_name
+
+    def get(self, repository: str, digest: str) -> ImageRecord | None:
+        response = self._ddb.get_item(
+            TableName=self._table, Key=_key(repository, digest), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def put(self, record: ImageRecord, expected_revision: int | None) -> ImageRecord:
+        """Write ``record`` as the next revision; Conflict if the item moved on meanwhile.
+
+        ``expected_revision`` None means the item must not exist yet.
+        """
+        new = replace(record, revision=(expected_revision or 0) + 1)
+        if expected_revision is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "revision = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(expected_revision)}},
+            }
+        try:
+            self._ddb.put_item(TableName=self._table, Item=_to_item(new), **condition)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise Conflict(f"{record.repository}@{record.digest} changed concurrently") from err
+            raise
+        return new

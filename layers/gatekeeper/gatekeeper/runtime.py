@@ -1,0 +1,36 @@
+"""Wiring for Lambda: configuration and AWS clients built once per container, on first use."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from gatekeeper.adapters.ecr import EcrImages
+from gatekeeper.adapters.notifier import SnsNotifier
+from gatekeeper.adapters.policy_source import S3PolicySource
+from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.config import Config
+from gatekeeper.service import Gatekeeper
+
+_BOTO = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
+                   read_timeout=20)
+
+
+def build(config: Config, session: boto3.session.Session | None = None) -> Gatekeeper:
+    session = session or boto3.session.Session()
+    return Gatekeeper(
+        images=EcrImages(session.client("ecr", config=_BOTO)),
+        store=VerdictStore(session.client("dynamodb", config=_BOTO), config.table_name),
+        notifier=SnsNotifier(session.client("sns", config=_BOTO), config.topic_arn),
+        policies=S3PolicySource(session.client("s3", config=_BOTO), config.policy_bucket,
+                                config.policy_key, config.policy_cache_seconds),
+        markers=config.markers,
+    )
+
+
+@cache
+def gatekeeper() -> Gatekeeper:
+    """The container's Gatekeeper, from the environment the template sets."""
+    return build(Config.from_env())

@@ -1,0 +1,269 @@
+"""The gatekeeper's one use case: an image event in, a verdict and its side effects out.
+
+Order of side effects for a verdict, each step idempotent so that EventBridge retries and a
+dead-letter replay are always safe:
+
+1. the verdict is committed to the store, unsettled, naming the marker it wants and the
+   markers of earlier verdicts still to remove (so the echo of our own tag write is known);
+2. the new marker is added to the image, then the stale ones are removed (never the last tag);
+3. the notification is published;
+4. the record is settled.
+
+A crash anywhere leaves an unsettled record, and the next delivery finishes the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gatekeeper.adapters.ecr import ImageGone, ScanResult, UnsafeUntag
+from gatekeeper.adapters.store import PENDING, Conflict, ImageRecord
+from gatekeeper.domain.events import ImageEvent, Kind
+from gatekeeper.domain.markers import MarkerScheme
+from gatekeeper.domain.notification import ImageRef, Notification, verdict_notification
+from gatekeeper.domain.policy import Policy
+from gatekeeper.domain.verdict import Verdict
+from gatekeeper.observability import logger
+
+# Scan states that end a scan without findings to judge: the policy's on_scan_failure applies.
+SCAN_FAILED_STATES = frozenset(
+    {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"}
+)
+SCAN_DONE_STATES = frozenset({"COMPLETE", "ACTIVE"})
+_MAX_CONFLICT_RETRIES = 3
+
+
+class ScanNotReady(Exception):
+    """A scan event arrived but ECR has no finished scan yet: retry later."""
+
+
+class Images(Protocol):
+    def scan(self, repository: str, digest: str) -> ScanResult | None: ...
+    def add_tag(self, repository: str, digest: str, tag: str) -> bool: ...
+    def remove_tag(self, repository: str, digest: str, tag: str) -> bool: ...
+
+
+class Store(Protocol):
+    def get(self, repository: str, digest: str) -> ImageRecord | None: ...
+    def put(self, record: ImageRecord, expected_revision: int | None) -> ImageRecord: ...
+
+
+class Notifier(Protocol):
+    def publish(self, notification: Notification) -> str: ...
+
+
+class PolicySource(Protocol):
+    def get(self) -> Policy: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one event led to; returned by the handlers and logged."""
+
+    status: str  # judged, unchanged, pending, ignored, image-gone, stale
+    repository: str
+    digest: str
+    verdict: str | None = None
+    previous: str | None = None
+    marker: str | None = None
+    notified: bool = False
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class Gatekeeper:
+    def __init__(
+        self,
+        images: Images,
+        store: Store,
+        notifier: Notifier,
+        policies: PolicySource,
+        markers: MarkerScheme,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.images = images
+        self.store = store
+        self.notifier = notifier
+        self.policies = policies
+        self.markers = markers
+        self.clock = clock
+
+    def handle(self, event: ImageEvent) -> Result:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            try:
+                return self._handle(event)
+            except Conflict:
+                logger.info("concurrent update, re-reading", repository=event.repository,
+                            digest=event.digest)
+        raise Conflict(f"{event.repository}@{event.digest}: too many concurrent updates")
+
+    def _handle(self, event: ImageEvent) -> Result:
+        repo, digest = event.repository, event.digest
+        record = self.store.get(repo, digest)
+
+        if event.kind is Kind.PUSH:
+            marker_tags = [t for t in event.tags if self.markers.parse(t)]
+            if marker_tags:
+                return self._marker_push(event, marker_tags[0], record)
+            if record is not None and record.complete:
+                return Result("unchanged", repo, digest, verdict=record.state,
+                              reason="image already judged; a tag was added to it")
+
+        try:
+            scan = self.images.scan(repo, digest)
+        except ImageGone as gone:
+            logger.warning("image gone before it could be judged", repository=repo,
+                           digest=digest, reason=str(gone))
+            return Result("image-gone", repo, digest, reason=str(gone))
+
+        policy = self.policies.get()
+        verdict = self._verdict(event, scan, policy)
+        if verdict is None:
+            if record is None:
+                self.store.put(ImageRecord(repo, digest, tags=event.tags, trigger=event.kind,
+                                           decided_at=self._now()), None)
+            reason = "no finished scan yet; waiting for the scan event"
+            logger.info("image pending", repository=repo, digest=digest,
+                        scan_status=scan.status if scan else None)
+            return Result("pending", repo, digest, verdict=PENDING, reason=reason)
+
+        completed = (scan.completed_at.astimezone(UTC).isoformat()
+                     if scan and scan.completed_at else None)
+        if (record is not None and record.judged and completed and record.scan_completed_at
+                and completed < record.scan_completed_at):
+            logger.info("older scan than the recorded verdict; ignored", repository=repo,
+                        digest=digest, scan_completed_at=completed,
+                        recorded=record.scan_completed_at)
+            return Result("stale", repo, digest, verdict=record.state,
+                          reason="scan older than the recorded verdict")
+        return self._apply(event, record, verdict, completed)
+
+    def _verdict(self, event: ImageEvent, scan: ScanResult | None,
+                 policy: Policy) -> Verdict | None:
+        repo = event.repository
+        if scan is not None and scan.status in SCAN_DONE_STATES:
+            return policy.evaluate(repo, scan.findings)
+        if scan is not None and scan.status in SCAN_FAILED_STATES:
+            return policy.scan_failed(repo, scan.status, scan.description)
+        # ECR has no finished scan. A scan event that itself reports a failure is enough.
+        if event.kind is not Kind.PUSH and event.scan_status in SCAN_FAILED_STATES:
+            return policy.scan_failed(repo, event.scan_status, "reported by the scan event")
+        if event.kind is Kind.PUSH:
+            return None
+        raise ScanNotReady(
+            f"{event.kind} event says {event.scan_status} but ECR reports "
+            f"{scan.status if scan else 'no scan'} for {repo}@{event.digest}"
+        )
+
+    def _marker_push(self, event: ImageEvent, tag: str, record: ImageRecord | None) -> Result:
+        ours = record is not None and (tag == record.marker or tag in record.stale_markers)
+        if ours and self.markers.is_marker_of(tag, event.digest):
+            logger.debug("echo of our own marker", repository=event.repository, tag=tag)
+            return Result("ignored", event.repository, event.digest, reason="own marker echo",
+                          marker=tag)
+        logger.warning("marker tag pushed by someone else; not trusted", tag=tag,
+                       repository=event.repository, digest=event.digest,
+                       recorded_marker=record.marker if record else None)
+        return Result("ignored", event.repository, event.digest, marker=tag,
+                      reason="marker tag not written by the gatekeeper")
+
+    def _apply(self, event: ImageEvent, record: ImageRecord | None, verdict: Verdict,
+               scan_completed_at: str | None) -> Result:
+        repo, digest = event.repository, event.digest
+        marker = self.markers.tag_for(verdict.outcome, digest)
+        previous = record.state if record is not None and record.judged else None
+        changed = previous != verdict.outcome
+        tags = tuple(t for t in (record.tags if record else ()) + event.tags
+                     if not self.markers.parse(t))
+        tags = tuple(dict.fromkeys(tags))
+
+        if record is not None and not changed and record.complete:
+            details_same = (record.reasons == verdict.reasons
+                            and record.policy_version == verdict.policy_version)
+            if not details_same:
+                self.store.put(self._record(record, event, verdict, marker, tags,
+                                            scan_completed_at, settled=True), record.revision)
+            return Result("unchanged", repo, digest, verdict=str(verdict.outcome), marker=marker,
+                          reason="verdict unchanged")
+
+        stale = set(record.stale_markers if record else ())
+        if record is not None and record.marker and record.marker != marker:
+            stale.add(record.marker)
+        stale.discard(marker or "")
+        pending = self._record(record, event, verdict, marker, tags, scan_completed_at,
+                               settled=False, stale=tuple(sorted(stale)))
+        committed = self.store.put(pending, record.revision if record else None)
+        logger.info("verdict committed", repository=repo, digest=digest,
+                    verdict=str(verdict.outcome), previous=previous, reasons=list(verdict.reasons),
+                    policy_version=verdict.policy_version)
+
+        try:
+            remaining = self._enforce(repo, digest, marker, committed.stale_markers)
+        except ImageGone as gone:
+            logger.warning("image deleted before it could be tagged", repository=repo,
+                           digest=digest, reason=str(gone))
+            self.store.put(replace(committed, settled=True, gone=True), committed.revision)
+            return Result("image-gone", repo, digest, verdict=str(verdict.outcome),
+                          reason=str(gone))
+
+        notification = verdict_notification(
+            ImageRef(repo, digest, tags, event.account, event.region), verdict,
+            previous=previous, marker=marker, trigger=str(event.kind), tags=tags,
+        )
+        message_id = self.notifier.publish(notification)
+        self.store.put(replace(committed, settled=True, stale_markers=remaining),
+                       committed.revision)
+        logger.info("verdict notified", repository=repo, digest=digest,
+                    verdict=verdict.outcome, message_id=message_id)
+        return Result("judged", repo, digest, verdict=str(verdict.outcome), previous=previous,
+                      marker=marker, notified=True)
+
+    def _enforce(self, repo: str, digest: str, marker: str | None,
+                 stale: tuple[str, ...]) -> tuple[str, ...]:
+        """Add the new marker first, then remove stale ones: the image always keeps a tag."""
+        if marker:
+            added = self.images.add_tag(repo, digest, marker)
+            logger.info("marker tag added" if added else "marker tag already present",
+                        repository=repo, digest=digest, tag=marker)
+        remaining = []
+        for old in stale:
+            try:
+                removed = self.images.remove_tag(repo, digest, old)
+                logger.info("stale marker removed" if removed else "stale marker already gone",
+                            repository=repo, digest=digest, tag=old)
+            except UnsafeUntag as unsafe:
+                logger.warning("stale marker kept", repository=repo, digest=digest, tag=old,
+                               reason=str(unsafe))
+                remaining.append(old)
+        return tuple(remaining)
+
+    def _record(self, record: ImageRecord | None, event: ImageEvent, verdict: Verdict,
+                marker: str | None, tags: tuple[str, ...], scan_completed_at: str | None,
+                *, settled: bool, stale: tuple[str, ...] | None = None) -> ImageRecord:
+        base = record or ImageRecord(event.repository, event.digest)
+        return replace(
+            base,
+            state=str(verdict.outcome),
+            tags=tags,
+            marker=marker,
+            stale_markers=base.stale_markers if stale is None else stale,
+            settled=settled,
+            reasons=verdict.reasons,
+            counts=dict(verdict.counts),
+            highest_severity=verdict.highest_severity,
+            policy_version=verdict.policy_version,
+            matched_rule=verdict.matched_rule,
+            scan_status=verdict.scan_status,
+            scan_completed_at=scan_completed_at or base.scan_completed_at,
+            decided_at=self._now(),
+            trigger=str(event.kind),
+            gone=False,
+        )
+
+    def _now(self) -> str:
+        return self.clock().isoformat()
