@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from gatekeeper import runtime
+from gatekeeper.config import Config
+from gatekeeper.observability import metrics
+from tests.support import World, make_world
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "gatekeeper-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:gatekeeper-test"
+    )
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext()
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Given an account in moto with the gatekeeper deployed (table, topic, policy bucket),
+    and the handlers' environment pointing at it."""
+    with mock_aws():
+        world = make_world()
+        env: dict[str, Any] = {
+            "GATEKEEPER_TABLE": world.config.table_name,
+            "GATEKEEPER_TOPIC_ARN": world.config.topic_arn,
+            "GATEKEEPER_POLICY_BUCKET": world.config.policy_bucket,
+            "GATEKEEPER_POLICY_KEY": world.config.policy_key,
+            "GATEKEEPER_POLICY_CACHE_SECONDS": "0",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # The handlers build their Gatekeeper from the environment, as in Lambda, but on this
+        # world's boto3 session so tests can hook its calls. Register hooks, then cache_clear().
+        monkeypatch.setattr(runtime, "gatekeeper",
+                            functools.cache(lambda: runtime.build(Config.from_env(),
+                                                                  world.session)))
+        yield world
+        metrics.clear_metrics()

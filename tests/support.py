@@ -1,0 +1,119 @@
+"""Shared test helpers: the project's sample events and findings, and a moto-backed world."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from gatekeeper.config import Config
+from gatekeeper.domain.markers import MarkerScheme
+from gatekeeper.local.ecr import push_image, set_scan_result
+from gatekeeper.runtime import build
+from gatekeeper.service import Gatekeeper
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+FINDINGS = ROOT / "samples" / "findings"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def load_event(name: str, **detail: Any) -> dict[str, Any]:
+    """A recorded event from events/, with ``detail`` keys overridden (underscores → dashes)."""
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    for key, value in detail.items():
+        event["detail"][key.replace("_", "-")] = value
+    return event
+
+
+def load_findings(name: str) -> dict[str, Any]:
+    return json.loads((FINDINGS / f"{name}.json").read_text())
+
+
+@dataclass
+class World:
+    """An account in moto with the gatekeeper's table, topic, policy bucket and a subscriber."""
+
+    config: Config
+    queue_url: str
+    session: boto3.session.Session
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ecr(self) -> Any:
+        return self.session.client("ecr")
+
+    def gatekeeper(self) -> Gatekeeper:
+        return build(self.config, self.session)
+
+    def repository(self, name: str, mutability: str = "MUTABLE") -> str:
+        self.ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
+        return name
+
+    def push(self, repository: str, tag: str, seed: str | None = None) -> str:
+        return push_image(self.ecr, repository, tag, seed)
+
+    def scanned(self, repository: str, digest: str, findings: str | dict[str, Any]) -> None:
+        body = load_findings(findings) if isinstance(findings, str) else findings
+        set_scan_result(repository, digest, copy.deepcopy(body), ACCOUNT, REGION)
+
+    def tags(self, repository: str, digest: str) -> list[str]:
+        details = self.ecr.describe_images(repositoryName=repository,
+                                           imageIds=[{"imageDigest": digest}])["imageDetails"]
+        return sorted(details[0].get("imageTags", []))
+
+    def image_exists(self, repository: str, digest: str) -> bool:
+        found = self.ecr.batch_get_image(repositoryName=repository,
+                                         imageIds=[{"imageDigest": digest}])
+        return bool(found["images"])
+
+    def publish_policy(self, text: str) -> str:
+        s3 = self.session.client("s3")
+        put = s3.put_object(Bucket=self.config.policy_bucket, Key=self.config.policy_key,
+                            Body=text.encode())
+        return str(put["VersionId"])
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every SNS message delivered to the subscriber queue so far (cumulative)."""
+        sqs = self.session.client("sqs")
+        while True:
+            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            batch = got.get("Messages", [])
+            if not batch:
+                return self.seen
+            for message in batch:
+                self.seen.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def make_world(markers: MarkerScheme | None = None) -> World:
+    """Call inside an active ``moto.mock_aws()``."""
+    session = boto3.session.Session(region_name=REGION)
+    ddb = session.client("dynamodb")
+    ddb.create_table(
+        TableName="verdicts",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    topic = session.client("sns").create_topic(Name="verdicts")["TopicArn"]
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="gatekeeper-policy")
+    s3.put_bucket_versioning(Bucket="gatekeeper-policy",
+                             VersioningConfiguration={"Status": "Enabled"})
+    sqs = session.client("sqs")
+    queue_url = sqs.create_queue(QueueName="subscriber")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url,
+                                         AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    config = Config(table_name="verdicts", topic_arn=topic, policy_bucket="gatekeeper-policy",
+                    policy_key="policy.yaml", markers=markers or MarkerScheme(),
+                    policy_cache_seconds=0)
+    return World(config=config, queue_url=queue_url, session=session)
