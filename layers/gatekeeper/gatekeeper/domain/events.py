@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_DIGEST = re.compile(r"^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$")
-_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*$")
-_REPOSITORY_ARN = re.compile(r"^arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<name>.+)$")
+# Patterns are used with fullmatch: "$" alone would accept a trailing newline.
+_DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")
+_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
+_REPOSITORY_ARN = re.compile(r"arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<name>.+)")
 
 
 class Kind(enum.StrEnum):
@@ -53,13 +54,13 @@ class MalformedEvent(ValueError):
 def parse_event(event: Any) -> ImageEvent | Ignored:
     if not isinstance(event, Mapping):
         raise MalformedEvent(f"event is {type(event).__name__}, not a JSON object")
-    source = event.get("source")
-    detail_type = event.get("detail-type")
+    source = _str(event.get("source"))
+    detail_type = _str(event.get("detail-type"))
     detail = event.get("detail")
     kind = _KINDS.get((source, detail_type))
     if kind is None:
         return Ignored(f"not an event the gatekeeper handles ({source} / {detail_type})",
-                       _str(source), _str(detail_type))
+                       source, detail_type)
     if not isinstance(detail, Mapping):
         raise MalformedEvent(f"{detail_type}: 'detail' is missing or not an object")
     if kind is Kind.PUSH:
@@ -108,7 +109,7 @@ def _str(value: Any) -> str | None:
 
 
 def _digest(value: Any) -> str:
-    if not isinstance(value, str) or not _DIGEST.match(value):
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise MalformedEvent(f"detail.image-digest is not an image digest: {value!r:.100}")
     return value
 
@@ -117,9 +118,9 @@ def _repository(value: Any, kind: Kind) -> str:
     if not isinstance(value, str):
         raise MalformedEvent(f"detail.repository-name is missing or not a string: {value!r:.100}")
     name = value
-    arn = _REPOSITORY_ARN.match(value)
+    arn = _REPOSITORY_ARN.fullmatch(value)
     if arn:  # Inspector2 Scan names the repository by its ARN
         name = arn.group("name")
-    if not (2 <= len(name) <= 256) or not _REPOSITORY.match(name):
+    if not (2 <= len(name) <= 256) or not _REPOSITORY.fullmatch(name):
         raise MalformedEvent(f"detail.repository-name is not a repository name: {value!r:.100}")
     return name

@@ -68,6 +68,10 @@ def _text(value: object) -> str | None:
     return None if text.lower() in _NOT_AVAILABLE else text
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
@@ -127,7 +131,7 @@ def parse_timestamp(value: object) -> datetime | None:
 def from_basic(raw: Mapping[str, Any]) -> Finding:
     """An ECR basic-scan finding (``imageScanFindings.findings[]``)."""
     attributes: dict[str, str] = {}
-    for attribute in raw.get("attributes") or ():
+    for attribute in _list(raw.get("attributes")):
         if isinstance(attribute, Mapping) and isinstance(attribute.get("key"), str):
             attributes[attribute["key"]] = attribute.get("value")
     score = _number(attributes.get("CVSS3_SCORE"))
@@ -148,7 +152,7 @@ def from_enhanced(raw: Mapping[str, Any]) -> Finding:
     """An enhanced finding: ECR ``enhancedFindings[]``, Inspector ListFindings or Finding event."""
     details = raw.get("packageVulnerabilityDetails")
     details = details if isinstance(details, Mapping) else {}
-    packages = [p for p in details.get("vulnerablePackages") or () if isinstance(p, Mapping)]
+    packages = [p for p in _list(details.get("vulnerablePackages")) if isinstance(p, Mapping)]
     package = packages[0] if packages else {}
     fixed = _text(package.get("fixedInVersion"))
     fix_available = _yes_no(raw.get("fixAvailable"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from gatekeeper.domain.verdict import Outcome
 
 _PLACEHOLDERS = {"{digest12}": r"(?P<digest>[0-9a-f]{12})", "{digest}": r"(?P<digest>[0-9a-f]{64})"}
-_TAG_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TAG_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _MAX_TAG = 128
 
 
@@ -40,13 +40,13 @@ class MarkerScheme:
                     "whose last tag it was (MUTABLE) or fails (IMMUTABLE)"
                 )
             rendered = self._render(template, "0" * 64)
-            if not _TAG_CHARS.match(rendered) or rendered[0] in ".-":
+            if not _TAG_CHARS.fullmatch(rendered) or rendered[0] in ".-":
                 raise ValueError(f"tag template {template!r} has characters a tag cannot hold")
             if len(rendered) > _MAX_TAG:
                 raise ValueError(f"tag template {template!r} makes tags over {_MAX_TAG} chars")
             prefix, _, suffix = template.partition(placeholders[0])
             patterns[outcome] = re.compile(
-                f"^{re.escape(prefix)}{_PLACEHOLDERS[placeholders[0]]}{re.escape(suffix)}$"
+                f"{re.escape(prefix)}{_PLACEHOLDERS[placeholders[0]]}{re.escape(suffix)}"
             )
         if self.approved == self.quarantined:
             raise ValueError("the approved and quarantined tag templates must differ")
@@ -68,7 +68,7 @@ class MarkerScheme:
     def parse(self, tag: str) -> tuple[Outcome, str] | None:
         """(outcome, hex digest or prefix) when ``tag`` has the shape of a marker, else None."""
         for outcome, pattern in self._patterns.items():
-            match = pattern.match(tag)
+            match = pattern.fullmatch(tag)
             if match:
                 return outcome, match.group("digest")
         return None

@@ -133,7 +133,8 @@ BUILTIN_POLICY = Policy(
 
 def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str = "") -> Policy:
     """Parse and validate a policy document; raise PolicyError listing every problem."""
-    if len(text) > MAX_POLICY_BYTES:
+    size = len(text.encode("utf-8", "replace")) if isinstance(text, str) else len(text)
+    if size > MAX_POLICY_BYTES:
         raise PolicyError([PolicyIssue("", f"larger than {MAX_POLICY_BYTES} bytes")], source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -143,8 +144,10 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         line = mark.line + 1 if mark is not None else None
         problem = getattr(err, "problem", None) or str(err)
         raise PolicyError([PolicyIssue("", f"not valid YAML: {problem}", line)], source) from None
-    except (ValueError, RecursionError) as err:
-        raise PolicyError([PolicyIssue("", f"not valid YAML: {err}")], source) from None
+    except (ValueError, TypeError, LookupError, AttributeError, RecursionError) as err:
+        # PyYAML's constructors raise these for explicit tags with unreadable values
+        # (``!!int ''``, ``!!bool maybe``): still the author's error, never a crash.
+        raise PolicyError([PolicyIssue("", f"not valid YAML: {err!r}")], source) from None
     checker = _Checker(_lines(node))
     policy = checker.policy(data, version or "unversioned")
     if checker.issues:
@@ -205,7 +208,8 @@ class _Checker:
             self.fail((), f"expected a mapping with 'version' and 'default', got {_kind(data)}")
             return None
         self.keys(data, (), {"version", "default", "repositories"})
-        if data.get("version") != SCHEMA_VERSION or isinstance(data.get("version"), bool):
+        version_value = data.get("version")
+        if type(version_value) is not int or version_value != SCHEMA_VERSION:
             self.fail(("version",), f"expected {SCHEMA_VERSION}, got {data.get('version')!r}")
         default_raw = data.get("default")
         if not isinstance(default_raw, Mapping):

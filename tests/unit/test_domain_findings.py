@@ -1,0 +1,445 @@
+"""Findings: every scanner's payload read into one Finding model, leniently, never as harmless."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gatekeeper.domain.findings import (
+    Finding,
+    FindingsError,
+    Severity,
+    Source,
+    from_basic,
+    from_enhanced,
+    from_scan_findings,
+    highest_severity,
+    parse_timestamp,
+    severity_counts,
+)
+from tests.support import load_findings
+
+
+def scan_findings(name: str) -> dict[str, Any]:
+    return load_findings(name)["imageScanFindings"]
+
+
+def basic(severity: Any = "HIGH", **attributes: Any) -> dict[str, Any]:
+    return {
+        "name": "CVE-2024-0001",
+        "severity": severity,
+        "attributes": [{"key": key, "value": value} for key, value in attributes.items()],
+    }
+
+
+def finding(severity: Severity, fid: str = "CVE-1") -> Finding:
+    return Finding(id=fid, severity=severity, source=Source.BASIC)
+
+
+# --- Severity --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("CRITICAL", Severity.CRITICAL),
+        ("high", Severity.HIGH),
+        (" Medium ", Severity.MEDIUM),
+        ("informational", Severity.INFORMATIONAL),
+        ("UNTRIAGED", Severity.UNTRIAGED),
+        ("SEVERE", Severity.UNDEFINED),
+        ("", Severity.UNDEFINED),
+        (None, Severity.UNDEFINED),
+        (5, Severity.UNDEFINED),
+        (["HIGH"], Severity.UNDEFINED),
+    ],
+    ids=repr,
+)
+def test_severity_parse_is_case_insensitive_and_unknown_is_undefined(raw: Any,
+                                                                     expected: Severity) -> None:
+    assert Severity.parse(raw) is expected
+
+
+def test_unknown_severities_rank_with_low_not_below_informational() -> None:
+    """UNDEFINED and UNTRIAGED are unknown, not harmless: only INFORMATIONAL ranks below them."""
+    assert Severity.INFORMATIONAL < Severity.UNDEFINED < Severity.UNTRIAGED < Severity.LOW
+    assert Severity.LOW < Severity.MEDIUM < Severity.HIGH < Severity.CRITICAL
+
+
+# --- from_basic ------------------------------------------------------------------------------
+
+
+def test_basic_finding_from_the_sample_reads_every_field() -> None:
+    # Given the first finding of a recorded basic scan
+    raw = scan_findings("basic-critical")["findings"][0]
+    # When it is read
+    parsed = from_basic(raw)
+    # Then every field the scanner gave is kept
+    assert parsed == Finding(
+        id="CVE-2023-4863",
+        severity=Severity.CRITICAL,
+        source=Source.BASIC,
+        package="libwebp",
+        installed_version="0.6.1-2.1",
+        score=8.8,
+        uri="https://security-tracker.debian.org/tracker/CVE-2023-4863",
+    )
+
+
+@given(st.permutations(basic(package_name="openssl", package_version="3.0.2",
+                             CVSS3_SCORE="7.5", CVSS2_SCORE="5.0")["attributes"]))
+def test_basic_attributes_are_read_in_any_order(attributes: list[dict[str, str]]) -> None:
+    parsed = from_basic({"name": "CVE-1", "severity": "HIGH", "attributes": attributes})
+    assert (parsed.package, parsed.installed_version, parsed.score) == ("openssl", "3.0.2", 7.5)
+
+
+def test_basic_finding_with_nothing_in_it_is_unknown_and_undefined() -> None:
+    assert from_basic({}) == Finding(id="UNKNOWN", severity=Severity.UNDEFINED,
+                                     source=Source.BASIC)
+
+
+def test_basic_finding_without_attributes_keeps_its_name_and_severity() -> None:
+    parsed = from_basic({"name": "CVE-1", "severity": "LOW", "attributes": None})
+    assert (parsed.id, parsed.severity, parsed.package, parsed.score) == (
+        "CVE-1", Severity.LOW, None, None)
+
+
+def test_basic_cvss3_score_is_preferred_over_cvss2() -> None:
+    assert from_basic(basic(CVSS2_SCORE="4.6", CVSS3_SCORE="9.8")).score == 9.8
+
+
+@pytest.mark.parametrize("cvss3", [None, "n/a", "NotAvailable", "", "high", "NaN"])
+def test_basic_unreadable_cvss3_falls_back_to_cvss2(cvss3: Any) -> None:
+    assert from_basic(basic(CVSS3_SCORE=cvss3, CVSS2_SCORE="4.6")).score == 4.6
+
+
+@pytest.mark.parametrize(("raw", "score"), [("7.5", 7.5), (" 10 ", 10.0), (5, 5.0), ("0", 0.0)])
+def test_basic_scores_may_be_strings_or_numbers(raw: Any, score: float) -> None:
+    assert from_basic(basic(CVSS3_SCORE=raw)).score == score
+
+
+@pytest.mark.parametrize("severity", ["UNKNOWN", "", None, 3, "HIGHEST"], ids=repr)
+def test_basic_unknown_or_missing_severity_is_undefined(severity: Any) -> None:
+    assert from_basic(basic(severity)).severity is Severity.UNDEFINED
+
+
+def test_basic_malformed_attribute_entries_are_skipped() -> None:
+    raw = {
+        "name": "CVE-1",
+        "severity": "HIGH",
+        "attributes": ["package_name", {"key": 7, "value": "x"}, {"value": "y"},
+                       {"key": "package_name", "value": "curl"}],
+    }
+    assert from_basic(raw).package == "curl"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"findings": [{"name": "CVE-1", "severity": "HIGH", "attributes": 5}]},
+        {"enhancedFindings": [{"severity": "HIGH", "packageVulnerabilityDetails": {
+            "vulnerabilityId": "CVE-1", "vulnerablePackages": 5}}]},
+    ],
+    ids=["basic-attributes", "enhanced-vulnerablePackages"],
+)
+def test_a_wrongly_typed_nested_list_is_read_leniently(body: dict[str, Any]) -> None:
+    """Given a finding whose nested list is a number, then the finding is still read with its
+    id and severity (or the payload is rejected as a FindingsError), never a TypeError."""
+    try:
+        found = from_scan_findings(body)
+    except FindingsError:
+        return
+    assert [(f.id, f.severity) for f in found] == [("CVE-1", Severity.HIGH)]
+
+
+# --- from_enhanced ---------------------------------------------------------------------------
+
+
+def test_enhanced_finding_from_the_sample_reads_every_field() -> None:
+    raw = scan_findings("enhanced-critical-exploit")["enhancedFindings"][0]
+    assert from_enhanced(raw) == Finding(
+        id="CVE-2021-44228",
+        severity=Severity.CRITICAL,
+        source=Source.ENHANCED,
+        package="log4j-core",
+        installed_version="2.14.1",
+        fixed_version="2.15.0",
+        fix_available=True,
+        exploit_available=True,
+        score=10.0,
+        epss=0.97,
+        first_seen=datetime(2024, 11, 19, 7, 6, 40, tzinfo=UTC),
+        uri="https://nvd.nist.gov/vuln/detail/CVE-2021-44228",
+        title="CVE-2021-44228 - log4j-core",
+    )
+
+
+def test_enhanced_fix_not_available_means_no_fixed_version_and_no_fix() -> None:
+    # Given Inspector's "NotAvailable" fixed version and fixAvailable "NO"
+    raw = scan_findings("enhanced-medium")["enhancedFindings"][0]
+    # When read
+    parsed = from_enhanced(raw)
+    # Then there is no fixed version, and no fix
+    assert parsed.fixed_version is None
+    assert parsed.fix_available is False
+    assert parsed.exploit_available is False
+
+
+def test_enhanced_zero_score_is_kept_as_zero_not_missing() -> None:
+    raw = scan_findings("enhanced-medium")["enhancedFindings"][1]
+    assert from_enhanced(raw).score == 0.0
+    assert from_enhanced(raw).severity is Severity.UNTRIAGED
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("YES", True), ("PARTIAL", True), ("true", True), ("NO", False), ("False", False),
+     ("MAYBE", None)],
+)
+def test_enhanced_fix_available_flag(flag: str, expected: bool | None) -> None:
+    assert from_enhanced({"fixAvailable": flag}).fix_available is expected
+
+
+@pytest.mark.parametrize(
+    ("fixed_in", "expected"), [("2.15.0", True), ("NotAvailable", False), (None, False)]
+)
+def test_enhanced_fix_available_is_inferred_from_the_fixed_version_when_absent(
+    fixed_in: str | None, expected: bool
+) -> None:
+    raw = {"packageVulnerabilityDetails": {"vulnerablePackages": [
+        {"name": "curl", "fixedInVersion": fixed_in}]}}
+    assert from_enhanced(raw).fix_available is expected
+
+
+def test_enhanced_fix_available_is_unknown_without_packages_or_flag() -> None:
+    assert from_enhanced({"packageVulnerabilityDetails": {}}).fix_available is None
+
+
+def test_enhanced_inspector_score_is_preferred_over_score() -> None:
+    assert from_enhanced({"inspectorScore": 9.1, "score": 5.0}).score == 9.1
+
+
+def test_enhanced_score_is_used_without_an_inspector_score() -> None:
+    assert from_enhanced({"inspectorScore": "n/a", "score": "5.3"}).score == 5.3
+
+
+@pytest.mark.parametrize(("epss", "expected"),
+                         [({"score": 0.5}, 0.5), ({"score": "0.02"}, 0.02), ({}, None),
+                          (0.5, None), (None, None), ({"score": True}, None)], ids=repr)
+def test_enhanced_epss_is_read_from_its_object(epss: Any, expected: float | None) -> None:
+    assert from_enhanced({"epss": epss}).epss == expected
+
+
+def test_enhanced_without_package_details_uses_the_title_as_id() -> None:
+    # Given a finding with no packageVulnerabilityDetails (e.g. a network reachability finding)
+    raw = {"title": "Port 22 is reachable", "severity": "MEDIUM", "fixAvailable": "NO"}
+    # When read
+    parsed = from_enhanced(raw)
+    # Then it keeps its severity and uses its title as id; package fields are empty
+    assert parsed.id == "Port 22 is reachable"
+    assert parsed.severity is Severity.MEDIUM
+    assert (parsed.package, parsed.installed_version, parsed.fixed_version) == (None, None, None)
+
+
+@pytest.mark.parametrize("details", [None, "x", [], {"vulnerablePackages": ["curl", 3]}],
+                         ids=repr)
+def test_enhanced_unreadable_package_details_are_skipped(details: Any) -> None:
+    parsed = from_enhanced({"packageVulnerabilityDetails": details, "severity": "HIGH"})
+    assert (parsed.id, parsed.severity, parsed.package) == ("UNKNOWN", Severity.HIGH, None)
+
+
+def test_enhanced_first_package_is_the_one_reported() -> None:
+    raw = {"packageVulnerabilityDetails": {"vulnerablePackages": [
+        {"name": "a", "version": "1"}, {"name": "b", "version": "2"}]}}
+    assert (from_enhanced(raw).package, from_enhanced(raw).installed_version) == ("a", "1")
+
+
+# --- from_scan_findings ----------------------------------------------------------------------
+
+
+def test_scan_findings_combine_basic_and_enhanced() -> None:
+    # Given one imageScanFindings object with both basic and enhanced findings
+    body = {
+        "findings": scan_findings("basic-high-only")["findings"],
+        "enhancedFindings": scan_findings("enhanced-medium")["enhancedFindings"],
+    }
+    # When read
+    found = from_scan_findings(body)
+    # Then all are returned, each tagged with its source
+    assert [(f.id, f.source) for f in found] == [
+        ("CVE-2023-38545", Source.BASIC),
+        ("CVE-2024-9681", Source.ENHANCED),
+        ("CVE-2024-50264", Source.ENHANCED),
+    ]
+
+
+def test_scan_findings_from_the_basic_sample_keep_every_finding() -> None:
+    found = from_scan_findings(scan_findings("basic-critical"))
+    assert [f.severity.name for f in found] == ["CRITICAL", "HIGH", "HIGH", "MEDIUM"]
+    assert [f.score for f in found] == [8.8, 9.8, None, 4.6]
+
+
+@pytest.mark.parametrize("body", [{}, {"findings": None, "enhancedFindings": None},
+                                  {"findings": [], "enhancedFindings": []}], ids=repr)
+def test_scan_findings_with_no_findings_is_empty(body: dict[str, Any]) -> None:
+    assert from_scan_findings(body) == []
+
+
+def test_failed_scan_sample_has_no_findings() -> None:
+    assert from_scan_findings(scan_findings("scan-failed")) == []
+
+
+@pytest.mark.parametrize("key", ["findings", "enhancedFindings"])
+@pytest.mark.parametrize("value", [{}, "CVE-1", 3, True], ids=repr)
+def test_findings_that_are_not_a_list_are_a_findings_error(key: str, value: Any) -> None:
+    with pytest.raises(FindingsError, match=f"{key} must be a list"):
+        from_scan_findings({key: value})
+
+
+@pytest.mark.parametrize("key", ["findings", "enhancedFindings"])
+@pytest.mark.parametrize("item", ["CVE-1", None, [], 1], ids=repr)
+def test_a_finding_that_is_not_an_object_is_a_findings_error(key: str, item: Any) -> None:
+    with pytest.raises(FindingsError, match=rf"{key}\[1\] must be an object"):
+        from_scan_findings({key: [{"severity": "LOW"}, item]})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                  max_size=3),
+    max_leaves=12,
+)
+# Nested lists are drawn as lists (or null): a non-iterable there is the known bug above.
+LISTISH = st.none() | st.lists(JSON | st.fixed_dictionaries({"key": JSON, "value": JSON}),
+                               max_size=3)
+BASIC_RAW = st.fixed_dictionaries({}, optional={
+    "name": JSON, "severity": JSON | st.sampled_from([s.name for s in Severity]),
+    "uri": JSON, "attributes": LISTISH,
+})
+ENHANCED_RAW = st.fixed_dictionaries({}, optional={
+    "severity": JSON | st.sampled_from([s.name for s in Severity]), "title": JSON,
+    "fixAvailable": JSON, "exploitAvailable": JSON, "inspectorScore": JSON, "score": JSON,
+    "epss": JSON, "firstObservedAt": JSON,
+    "packageVulnerabilityDetails": JSON | st.fixed_dictionaries({}, optional={
+        "vulnerabilityId": JSON, "sourceUrl": JSON, "vulnerablePackages": LISTISH}),
+})
+
+
+@given(st.lists(BASIC_RAW, max_size=4), st.lists(ENHANCED_RAW, max_size=4))
+def test_every_finding_object_yields_exactly_one_finding(basics: list[dict[str, Any]],
+                                                         enhanced: list[dict[str, Any]]) -> None:
+    """Given any finding objects, then each yields one Finding with a severity and an id: an
+    oddly typed field is read as missing, never dropped and never a crash."""
+    found = from_scan_findings({"findings": basics, "enhancedFindings": enhanced})
+    assert len(found) == len(basics) + len(enhanced)
+    assert all(isinstance(f.severity, Severity) and f.id for f in found)
+    for f, raw in zip(found, basics + enhanced, strict=True):
+        if Severity.parse(raw.get("severity")) is Severity.UNDEFINED:
+            assert f.severity is Severity.UNDEFINED
+
+
+# --- parse_timestamp -------------------------------------------------------------------------
+
+T = datetime(2024, 9, 4, 16, 55, 38, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (0, datetime(1970, 1, 1, tzinfo=UTC)),
+        (1725468938, T),
+        (1725468938.411, T.replace(microsecond=411000)),
+        (datetime(2024, 9, 4, 16, 55, 38), T),
+        ("2024-09-04T16:55:38Z", T),
+        ("2024-09-04T16:55:38.411Z", T.replace(microsecond=411000)),
+        ("2024-09-04T18:55:38+02:00", T),
+        ("2024-09-04T11:55:38-05:00", T),
+        (" 2024-09-04 16:55:38+00:00 ", T),
+        ("2024-09-04", datetime(2024, 9, 4, tzinfo=UTC)),
+        ("Sep 4, 2024, 4:55:38 PM", T),
+        ("Dec 3, 2021, 6:02:30 PM", datetime(2021, 12, 3, 18, 2, 30, tzinfo=UTC)),
+        ("Wed Sep 04 16:55:38.411 UTC 2024", T.replace(microsecond=411000)),
+        ("Wed Sep 04 16:55:38 UTC 2024", T),
+    ],
+    ids=repr,
+)
+def test_parse_timestamp_reads_every_known_format(raw: Any, expected: datetime) -> None:
+    parsed = parse_timestamp(raw)
+    assert parsed == expected
+    assert parsed is not None and parsed.tzinfo is not None
+
+
+def test_parse_timestamp_keeps_an_aware_datetime_as_it_is() -> None:
+    aware = datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=5)))
+    assert parse_timestamp(aware) is aware
+
+
+def test_parse_timestamp_keeps_the_offset_of_iso_text() -> None:
+    parsed = parse_timestamp("2024-09-04T18:55:38+02:00")
+    assert parsed is not None and parsed.utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, "", "   ", "yesterday", "2024-13-01", "Dec 33, 2021, 6:02:30 PM", True, False,
+     10**400, 1e300, -1e300, float("inf"), float("-inf"), float("nan"), [2024], {"t": 1}],
+    ids=repr,
+)
+def test_parse_timestamp_returns_none_for_anything_unreadable(raw: Any) -> None:
+    assert parse_timestamp(raw) is None
+
+
+@given(st.one_of(st.text(), st.floats(), st.integers(), st.none(), st.datetimes(),
+                 st.datetimes(timezones=st.timezones()),
+                 st.datetimes().map(lambda d: d.isoformat())))
+def test_parse_timestamp_never_raises_and_is_always_aware(raw: Any) -> None:
+    parsed = parse_timestamp(raw)
+    assert parsed is None or (isinstance(parsed, datetime) and parsed.tzinfo is not None)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1),
+                    timezones=st.just(UTC)))
+def test_parse_timestamp_round_trips_iso_text(moment: datetime) -> None:
+    assert parse_timestamp(moment.isoformat().replace("+00:00", "Z")) == moment
+
+
+# --- severity_counts / highest_severity ------------------------------------------------------
+
+
+def test_severity_counts_list_most_severe_first() -> None:
+    found = [finding(s) for s in (Severity.LOW, Severity.UNDEFINED, Severity.CRITICAL,
+                                  Severity.LOW, Severity.UNTRIAGED, Severity.HIGH,
+                                  Severity.INFORMATIONAL)]
+    counts = severity_counts(found)
+    assert list(counts.items()) == [("CRITICAL", 1), ("HIGH", 1), ("LOW", 2), ("UNTRIAGED", 1),
+                                    ("UNDEFINED", 1), ("INFORMATIONAL", 1)]
+
+
+def test_severity_counts_of_nothing_is_empty() -> None:
+    assert severity_counts([]) == {}
+
+
+@given(st.lists(st.sampled_from(Severity)))
+def test_severity_counts_total_every_finding_most_severe_first(severities: list[Severity]) -> None:
+    counts = severity_counts(finding(s) for s in severities)
+    assert sum(counts.values()) == len(severities)
+    assert list(counts) == sorted(counts, key=lambda name: Severity[name], reverse=True)
+    assert all(n > 0 for n in counts.values())
+
+
+def test_highest_severity_of_nothing_is_none() -> None:
+    assert highest_severity([]) is None
+
+
+@given(st.lists(st.sampled_from(Severity), min_size=1))
+def test_highest_severity_is_the_most_severe(severities: list[Severity]) -> None:
+    assert highest_severity(finding(s) for s in severities) is max(severities)
+
+
+def test_an_undefined_finding_outranks_an_informational_one() -> None:
+    found = [finding(Severity.INFORMATIONAL), finding(Severity.UNDEFINED)]
+    assert highest_severity(found) is Severity.UNDEFINED
