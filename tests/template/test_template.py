@@ -1,0 +1,341 @@
+"""template.yaml after the SAM transform: what moto would not show us (runtime, architecture,
+layers, tracing, invoke configs, encryption, IAM scope, outputs), asserted on the JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.model.exceptions import InvalidDocumentException
+
+from gatekeeper.local.stack import load_sam_template, transform_template
+from tests.template.conftest import REGION, TEMPLATE
+
+DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+FUNCTIONS = ("OnPushFunction", "OnScanFunction")
+REQUIRED_OUTPUTS = {
+    "VerdictTopicArn", "VerdictTableName", "PolicyBucketName", "DeadLetterQueueUrl",
+    "DeadLetterQueueArn", "OnPushFunctionArn", "OnScanFunctionArn", "GatekeeperLayerArn",
+}
+# What SAM attaches to every role it generates: CloudWatch Logs and, with Tracing: Active,
+# X-Ray. Both grant on "*" (X-Ray's actions have no resource-level permissions).
+SAM_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+
+
+def of_type(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in cfn["Resources"].items() if r["Type"] == kind}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource id, statement) for every inline and resource policy of the template."""
+    for logical_id, resource in cfn["Resources"].items():
+        properties = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in properties.get("Policies", [])]
+        if "PolicyDocument" in properties:
+            documents.append(properties["PolicyDocument"])
+        for document in documents:
+            for statement in as_list(document["Statement"]):
+                yield logical_id, statement
+
+
+def role_statements(cfn: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
+    role = cfn["Resources"][f"{function_id}Role"]["Properties"]
+    return [s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])]
+
+
+def grants(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    return [s["Resource"] for s in statements
+            if s["Effect"] == "Allow" and action in as_list(s["Action"])]
+
+
+# --- the transform itself ------------------------------------------------------------------
+
+def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> None:
+    """cfn-lint 1.x checks SAM resources against schemas and no longer runs the SAM translator,
+    so `sam validate --lint` passes a DeadLetterConfig that names both Arn and Type, which
+    the translator (and so CloudFormation) refuses. The `cfn` fixture runs the translator:
+    every test here fails on such a template."""
+    # Given the template with a DeadLetterConfig of both shapes at once
+    text = TEMPLATE.read_text()
+    wrong = text.replace("              Arn: !GetAtt DeadLetterQueue.Arn\n",
+                         "              Arn: !GetAtt DeadLetterQueue.Arn\n"
+                         "              Type: SQS\n", 1)
+    assert wrong != text
+    (tmp_path / "template.yaml").write_text(wrong)
+
+    # When it is transformed; Then the translator names the mistake
+    with pytest.raises(InvalidDocumentException, match="either define 'Arn' or 'Type'"):
+        transform_template(tmp_path / "template.yaml", REGION)
+
+
+# --- functions ------------------------------------------------------------------------------
+
+def test_the_template_has_exactly_the_two_functions(cfn: dict[str, Any]) -> None:
+    assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_runs_python313_on_arm64_with_the_layer_and_tracing(
+        cfn: dict[str, Any], function_id: str) -> None:
+    # Given the function as CloudFormation will create it
+    properties = cfn["Resources"][function_id]["Properties"]
+    (layer_id,) = of_type(cfn, "AWS::Lambda::LayerVersion")
+
+    # Then it has the runtime, architecture, layer and tracing of Globals
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["Layers"] == [{"Ref": layer_id}]
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    assert (properties["MemorySize"], properties["Timeout"]) == (256, 60)
+
+
+def test_layer_is_built_for_python313_on_arm64(cfn: dict[str, Any]) -> None:
+    (layer,) = of_type(cfn, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    sam_layer = load_sam_template(TEMPLATE)["Resources"]["GatekeeperLayer"]
+    assert sam_layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_id: str) -> None:
+    variables = cfn["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+    assert variables == {
+        "POWERTOOLS_SERVICE_NAME": "ecr-scan-gatekeeper",
+        "POWERTOOLS_METRICS_NAMESPACE": "EcrScanGatekeeper",
+        "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+        "GATEKEEPER_TABLE": {"Ref": "VerdictTable"},
+        "GATEKEEPER_TOPIC_ARN": {"Ref": "VerdictTopic"},
+        "GATEKEEPER_POLICY_BUCKET": {"Ref": "PolicyBucket"},
+        "GATEKEEPER_POLICY_KEY": {"Ref": "PolicyObjectKey"},
+        "GATEKEEPER_APPROVED_TAG": {"Ref": "ApprovedTagTemplate"},
+        "GATEKEEPER_QUARANTINED_TAG": {"Ref": "QuarantinedTagTemplate"},
+    }
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_failed_invocations_end_in_the_dead_letter_queue(cfn: dict[str, Any],
+                                                         function_id: str) -> None:
+    # Given the function's asynchronous invoke configuration
+    (config,) = [r["Properties"] for r in of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()
+                 if r["Properties"]["FunctionName"] == {"Ref": function_id}]
+
+    # Then a handler that keeps raising sends the event, after two retries, to the DLQ
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 3600
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == DLQ_ARN
+    # and the role may send it there (SAM adds this statement for an SQS destination)
+    assert DLQ_ARN in grants(role_statements(cfn, function_id), "sqs:SendMessage")
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_log_group_has_a_retention(cfn: dict[str, Any], function_id: str) -> None:
+    name = {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+    (group,) = [r["Properties"] for r in of_type(cfn, "AWS::Logs::LogGroup").values()
+                if r["Properties"]["LogGroupName"] == name]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+# --- rules and the dead-letter queue --------------------------------------------------------
+
+def test_every_rule_target_retries_and_dead_letters(cfn: dict[str, Any]) -> None:
+    rules = of_type(cfn, "AWS::Events::Rule")
+    assert len(rules) == 3
+    for rule in rules.values():
+        (target,) = rule["Properties"]["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": DLQ_ARN}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 24,
+                                         "MaximumEventAgeInSeconds": 3600}
+        assert "EventBusName" not in rule["Properties"]  # the default bus
+
+
+def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    # Given the queue's resource policy
+    (policy,) = of_type(cfn, "AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+
+    # Then EventBridge may send to it, from exactly the template's rules
+    rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")]
+    assert policy["Properties"]["Queues"] == [{"Ref": "DeadLetterQueue"}]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == DLQ_ARN
+    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"], key=str) == sorted(
+        rules, key=str)
+
+
+def test_there_is_one_dead_letter_queue_encrypted_and_kept_14_days(cfn: dict[str, Any]) -> None:
+    (queue,) = of_type(cfn, "AWS::SQS::Queue").values()
+    assert queue["Properties"] == {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+
+
+# --- state, notifications, policy -----------------------------------------------------------
+
+def test_verdict_table(cfn: dict[str, Any]) -> None:
+    table = cfn["Resources"]["VerdictTable"]
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                       {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_verdict_topic_is_encrypted(cfn: dict[str, Any]) -> None:
+    assert cfn["Resources"]["VerdictTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def test_email_subscription_only_with_an_address(cfn: dict[str, Any]) -> None:
+    subscription = cfn["Resources"]["EmailSubscription"]
+    assert subscription["Condition"] == "HasEmail"
+    assert cfn["Conditions"]["HasEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "NotificationEmail"}, ""]}]}
+    assert cfn["Parameters"]["NotificationEmail"]["Default"] == ""
+
+
+def test_policy_bucket_is_versioned_private_encrypted_and_kept(cfn: dict[str, Any]) -> None:
+    bucket = cfn["Resources"]["PolicyBucket"]
+    properties = bucket["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership":
+                                                          "BucketOwnerEnforced"}]}
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_policy_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
+    (policy,) = of_type(cfn, "AWS::S3::BucketPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert policy["Properties"]["Bucket"] == {"Ref": "PolicyBucket"}
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- IAM ------------------------------------------------------------------------------------
+
+def test_no_allow_statement_grants_a_wildcard_action_or_every_resource(
+        cfn: dict[str, Any]) -> None:
+    # Given every statement of every role, queue, bucket and topic policy
+    allows = [(k, s) for k, s in policy_statements(cfn) if s["Effect"] == "Allow"]
+    assert allows
+
+    # Then none allows a wildcard action (nor uses NotAction/NotResource), and Resource "*"
+    # appears only for inspector2:ListFindings, which has no resource-level permissions
+    for logical_id, statement in allows:
+        assert not [a for a in as_list(statement["Action"]) if "*" in a], (logical_id, statement)
+        assert not {"NotAction", "NotResource"} & set(statement), (logical_id, statement)
+        if "*" in as_list(statement.get("Resource")):
+            assert as_list(statement["Action"]) == ["inspector2:ListFindings"], statement
+
+
+def test_the_only_deny_is_the_tls_guard(cfn: dict[str, Any]) -> None:
+    # A broad Deny only narrows access: s3:* for any principal without TLS is the intent.
+    denies = [(k, s.get("Sid")) for k, s in policy_statements(cfn) if s["Effect"] == "Deny"]
+    assert denies == [("PolicyBucketPolicy", "DenyInsecureTransport")]
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
+                                                        function_id: str) -> None:
+    # Given the role SAM generates for the function
+    role = cfn["Resources"][f"{function_id}Role"]["Properties"]
+    statements = role_statements(cfn, function_id)
+    repositories = {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}"
+                               ":repository/${RepositoryPattern}"}
+
+    # Then each API the adapters call is granted on its own resource only
+    for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
+                   "ecr:PutImage", "ecr:BatchDeleteImage"):
+        assert grants(statements, action) == [repositories], action
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
+        assert grants(statements, action) == [{"Fn::GetAtt": ["VerdictTable", "Arn"]}], action
+    assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert grants(statements, action) == [
+            {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}], action
+    assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
+    assert grants(statements, "inspector2:ListFindings") == ["*"]
+    # and nothing the service never calls
+    assert grants(statements, "dynamodb:UpdateItem") == []
+    assert grants(statements, "dynamodb:DeleteItem") == []
+    # and the managed policies are only the two SAM attaches itself
+    assert set(role["ManagedPolicyArns"]) == SAM_MANAGED_POLICIES
+
+
+def test_repository_pattern_is_used_in_ecr_repository_arns_only() -> None:
+    # Given the template as written
+    template = load_sam_template(TEMPLATE)
+    arn = re.compile(r"arn:\$\{AWS::Partition\}:ecr:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                     r":repository/\$\{RepositoryPattern\}")
+
+    def uses(node: Any) -> Iterator[Any]:
+        if isinstance(node, dict):
+            if node.get("Ref") == "RepositoryPattern":
+                yield node
+            for value in node.values():
+                yield from uses(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from uses(value)
+        elif isinstance(node, str) and "RepositoryPattern" in node:
+            yield node
+
+    # Then every use of the parameter is the ECR repository ARN of an IAM statement
+    found = list(uses({k: v for k, v in template.items() if k != "Parameters"}))
+    assert found
+    assert all(isinstance(u, str) and arn.fullmatch(u) for u in found), found
+
+
+# --- parameters and outputs -----------------------------------------------------------------
+
+def test_parameter_defaults(cfn: dict[str, Any]) -> None:
+    defaults = {name: spec.get("Default") for name, spec in cfn["Parameters"].items()}
+    assert defaults == {
+        "RepositoryPattern": "*",
+        "NotificationEmail": "",
+        "ApprovedTagTemplate": "approved-{digest12}",
+        "QuarantinedTagTemplate": "quarantined-{digest12}",
+        "PolicyObjectKey": "policy.yaml",
+        "LogLevel": "INFO",
+        "LogRetentionInDays": 90,
+    }
+    assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+    assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]
+
+
+def test_outputs_name_every_arn_an_operator_needs(cfn: dict[str, Any]) -> None:
+    assert set(cfn["Outputs"]) >= REQUIRED_OUTPUTS
+    assert all(output.get("Description") for output in cfn["Outputs"].values())
+
+
+def test_every_default_satisfies_its_own_constraints(cfn: dict[str, Any]) -> None:
+    # A default that its AllowedPattern rejects would fail every deploy that keeps it.
+    for name, spec in cfn["Parameters"].items():
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], str(spec["Default"])), name
+        if "AllowedValues" in spec:
+            assert spec["Default"] in spec["AllowedValues"], name
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("approved-{digest12}", True),
+    ("{digest}-ok", True),
+    ("approved", False),  # a fixed tag would move between images
+    ("approved-{digest12}/x", False),
+])
+def test_tag_template_pattern(cfn: dict[str, Any], value: str, accepted: bool) -> None:
+    pattern = cfn["Parameters"]["ApprovedTagTemplate"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted
