@@ -1,0 +1,184 @@
+"""``make demo``: the whole gatekeeper loop on an embedded AWS (moto), no account, no Docker.
+
+It deploys template.yaml into moto, publishes policy.yaml, pushes a few images with the
+project's sample findings, and sends EventBridge events shaped like the real ones through the
+rules of the template (their own patterns decide which handler runs). For every image it
+prints the verdict, the reasons, the tags before and after, and the SNS message delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path.cwd()
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    repository: str
+    tag: str
+    findings: str  # samples/findings/<name>.json
+    scan_event: str  # events/<name>.json
+    mutability: str = "MUTABLE"
+
+
+SCENARIOS = [
+    Scenario("A clean image", "team-a/web", "v1.4.2", "basic-clean", "ecr-image-scan-complete"),
+    Scenario("A CRITICAL and two HIGH findings, IMMUTABLE repository", "team-b/api", "2.0.0",
+             "basic-critical", "ecr-image-scan-complete", "IMMUTABLE"),
+    Scenario("HIGH findings under the sandbox/* override", "sandbox/tools", "nightly",
+             "basic-high-only", "ecr-image-scan-complete"),
+    Scenario("A scan that FAILED (on_scan_failure: quarantine)", "team-c/legacy", "1.0",
+             "scan-failed", "ecr-image-scan-failed"),
+    Scenario("Enhanced scanning (Amazon Inspector): an exploitable CRITICAL", "team-a/worker",
+             "3.1.0", "enhanced-critical-exploit", "inspector2-scan"),
+]
+
+RULE = "=" * 78
+
+
+def _event(name: str, **detail: Any) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    event["detail"].update({k.replace("_", "-"): v for k, v in detail.items()})
+    return event
+
+
+def _say(text: str = "", indent: int = 0) -> None:
+    print(textwrap.indent(text, " " * indent) if text else "")
+
+
+class Demo:
+    def __init__(self, deployment: Any, ecr: Any, sqs: Any, queue_url: str) -> None:
+        self.deployment = deployment
+        self.ecr = ecr
+        self.sqs = sqs
+        self.queue_url = queue_url
+
+    def send(self, label: str, event: dict[str, Any]) -> list[Any]:
+        deliveries = self.deployment.deliver(event)
+        if not deliveries:
+            _say(f"{label}: no rule of the template matches; not delivered", 2)
+        for delivery in deliveries:
+            outcome = (f"raised {type(delivery.error).__name__}: {delivery.error}"
+                       if delivery.error else json.dumps(delivery.result, default=str))
+            _say(f"{label}: rule {delivery.rule_id} -> {delivery.function_id}", 2)
+            _say(f"-> {outcome}", 6)
+        return deliveries
+
+    def tags(self, repository: str, digest: str) -> list[str]:
+        found = self.ecr.describe_images(repositoryName=repository,
+                                         imageIds=[{"imageDigest": digest}])["imageDetails"]
+        return sorted(found[0].get("imageTags", [])) if found else ["(image gone)"]
+
+    def messages(self) -> list[dict[str, Any]]:
+        got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+        out = []
+        for message in got.get("Messages", []):
+            out.append(json.loads(message["Body"]))
+            self.sqs.delete_message(QueueUrl=self.queue_url,
+                                    ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+    def show_messages(self) -> None:
+        messages = self.messages()
+        if not messages:
+            _say("SNS: no message (verdict unchanged)", 2)
+        for note in messages:
+            attrs = {k: v["Value"] for k, v in note.get("MessageAttributes", {}).items()}
+            _say(f"SNS message: {note['Subject']}", 2)
+            _say("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())), 4)
+            _say(note["Message"], 4)
+
+    def run(self, scenario: Scenario, scanned: Callable[..., None],
+            push: Callable[..., str]) -> None:
+        _say(RULE)
+        _say(f"{scenario.title}: {scenario.repository}:{scenario.tag} ({scenario.mutability})")
+        _say(RULE)
+        self.ecr.create_repository(repositoryName=scenario.repository,
+                                   imageTagMutability=scenario.mutability)
+        digest = push(self.ecr, scenario.repository, scenario.tag)
+        before = self.tags(scenario.repository, digest)
+        self.send("ECR Image Action (PUSH)",
+                  _event("ecr-image-push", repository_name=scenario.repository,
+                         image_digest=digest, image_tag=scenario.tag))
+        scanned(scenario.repository, digest,
+                json.loads((ROOT / "samples" / "findings" / f"{scenario.findings}.json")
+                           .read_text()), ACCOUNT, REGION)
+        repository_field = scenario.repository
+        if scenario.scan_event.startswith("inspector2"):
+            repository_field = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{scenario.repository}"
+        deliveries = self.send(
+            f"{_event(scenario.scan_event)['detail-type']} "
+            f"({_event(scenario.scan_event)['detail']['scan-status']})",
+            _event(scenario.scan_event, repository_name=repository_field, image_digest=digest,
+                   image_tags=[scenario.tag]))
+        after = self.tags(scenario.repository, digest)
+        result = next((d.result for d in deliveries if d.result), {}) or {}
+        _say(f"verdict:     {result.get('verdict', '(none)')}", 2)
+        _say(f"tags before: {', '.join(before)}", 2)
+        _say(f"tags after:  {', '.join(after)}", 2)
+        self.show_messages()
+        marker = result.get("marker")
+        if marker:
+            _say("The marker write comes back as a PUSH event; the gatekeeper knows its own:", 2)
+            self.send("ECR Image Action (PUSH of the marker)",
+                      _event("ecr-image-push", repository_name=scenario.repository,
+                             image_digest=digest, image_tag=marker))
+        _say()
+
+
+def main() -> int:
+    for name, value in {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
+                        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
+                        "POWERTOOLS_METRICS_DISABLED": "true"}.items():
+        os.environ[name] = value
+    os.environ.pop("AWS_PROFILE", None)
+    if not (ROOT / "template.yaml").exists():
+        print("run the demo from the repository root (where template.yaml is)", file=sys.stderr)
+        return 2
+
+    import boto3
+    from moto import mock_aws
+
+    from gatekeeper.local.ecr import push_image, set_scan_result
+    from gatekeeper.local.stack import LocalDeployment
+
+    with mock_aws():
+        deployment = LocalDeployment.create(str(ROOT / "template.yaml"), region=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
+        policy = (ROOT / "policy.yaml").read_bytes()
+        version = s3.put_object(Bucket=deployment.policy_bucket, Key="policy.yaml",
+                                Body=policy)["VersionId"]
+        queue_url = deployment.subscribe_queue()
+        _say(RULE)
+        _say("ECR Scan Gatekeeper, running locally on moto")
+        _say(f"template.yaml deployed into moto (region {REGION}); policy.yaml published to "
+             f"s3://{deployment.policy_bucket}/policy.yaml as version {version}")
+        _say("Each event goes through the template's EventBridge rules: a rule whose pattern "
+             "matches invokes its function in-process with the template's environment.")
+        demo = Demo(deployment, boto3.client("ecr", region_name=REGION),
+                    boto3.client("sqs", region_name=REGION), queue_url)
+        for scenario in SCENARIOS:
+            demo.run(scenario, set_scan_result, push_image)
+
+        _say(RULE)
+        _say("Events that are not for the gatekeeper")
+        _say(RULE)
+        for name in ("ecr-image-delete", "ecr-replication-action", "ecr-scan-resource-change"):
+            demo.send(_event(name)["detail-type"] + f" ({name})", _event(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""template.yaml deployed into moto, and events delivered through its EventBridge rules.
+
+The local stand-in for a deployment, shared by the demo and the tests (it needs the dev
+extras: moto and aws-sam-translator; it is never imported in Lambda). Inside an active
+``moto.mock_aws()``:
+
+    deployment = LocalDeployment.create("template.yaml")
+    deployment.deliver(event)   # every rule whose pattern matches runs its handler in-process
+
+The template goes through the SAM translator offline and the plain CloudFormation result is
+created by moto's CloudFormation, so the table, topic, bucket, queues, roles and rules are the
+ones the template declares, with moto's physical names. moto cannot run Lambda code without
+Docker: handlers run in this process, imported from the repository (CodeUri + Handler), with
+the environment moto resolved for the function.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import json
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import boto3
+import yaml
+from botocore.exceptions import ClientError
+
+STACK_NAME = "ecr-scan-gatekeeper"
+# Local CodeUri/ContentUri folders become s3://ARTIFACTS_BUCKET/<folder> before the transform
+# (the translator accepts only S3 locations, as `sam package` would produce). In moto that
+# bucket holds a placeholder zip per folder: moto needs an object to create a function or a
+# layer, and never runs it.
+ARTIFACTS_BUCKET = "local-sam-artifacts"
+# Resource types moto's CloudFormation cannot create (it warns and skips them). They are left
+# out of the local stack; the tests assert them on the transformed template instead.
+NOT_IN_MOTO = frozenset({
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::SQS::QueuePolicy",
+    "AWS::S3::BucketPolicy",
+})
+
+
+# --- the template ---------------------------------------------------------------------------
+
+class _CfnLoader(yaml.SafeLoader):
+    """A SafeLoader that reads CloudFormation short tags (!Ref, !GetAtt, !Sub...) in long form.
+
+    A subclass, so that yaml.safe_load elsewhere in the process keeps rejecting unknown tags.
+    """
+
+
+def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_sam_template(path: str | Path = "template.yaml") -> dict[str, Any]:
+    """The SAM template as written, intrinsics in long form ({"Ref": ...})."""
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+
+
+def _local_folder(uri: Any) -> str | None:
+    if isinstance(uri, str) and not uri.startswith("s3://"):
+        return str(PurePosixPath(uri))  # "functions/on_push/" -> "functions/on_push"
+    return None
+
+
+def _code_settings(template: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    """A function's properties with Globals.Function under them, as SAM merges them."""
+    merged = dict(template.get("Globals", {}).get("Function", {}))
+    merged.update(resource.get("Properties", {}))
+    return merged
+
+
+@functools.cache
+def _transformed_json(path: Path, region: str, mtime_ns: int) -> str:  # mtime: cache key
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = load_sam_template(path)
+    sections = [r.get("Properties", {}) for r in template.get("Resources", {}).values()]
+    sections.append(template.get("Globals", {}).get("Function", {}))
+    for properties in sections:
+        for key in ("CodeUri", "ContentUri"):
+            folder = _local_folder(properties.get(key))
+            if folder:
+                properties[key] = f"s3://{ARTIFACTS_BUCKET}/{folder}"
+    defaults = {name: spec["Default"] for name, spec in template.get("Parameters", {}).items()
+                if "Default" in spec}
+    # A session with an explicit region: the translator needs one for pseudo parameters, and
+    # must not depend on the caller's environment. get_managed_policy_map returns {}: naming
+    # a managed policy in Policies: would otherwise make the translator call IAM.
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    cfn = translator.translate(template, parameter_values=defaults,
+                               get_managed_policy_map=lambda: {})
+    return json.dumps(cfn)
+
+
+def transform_template(path: str | Path = "template.yaml",
+                       region: str = "us-east-1") -> dict[str, Any]:
+    """The SAM template turned into plain CloudFormation, offline (cached per file version)."""
+    resolved = Path(path).resolve()
+    return json.loads(_transformed_json(resolved, region, resolved.stat().st_mtime_ns))
+
+
+# --- routes: which rule invokes which handler -----------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    rule_id: str
+    pattern: dict[str, Any]
+    function_id: str
+    module: str  # "functions.on_push.app"
+    attribute: str  # "handler"
+
+
+def _handler_path(code_uri: str, handler: str) -> tuple[str, str]:
+    module, _, attribute = handler.rpartition(".")
+    parts = [*PurePosixPath(code_uri).parts, *module.replace("/", ".").split(".")]
+    return ".".join(p for p in parts if p not in ("", ".")), attribute
+
+
+def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml") -> list[Route]:
+    """One Route per (EventBridge rule, Lambda target) of the transformed template ``cfn``.
+
+    The handler's import path comes from the SAM template (CodeUri + Handler, relative to the
+    repository root): the transformed template's Code only names an S3 object.
+    """
+    sam = load_sam_template(template_path)
+    found = []
+    for rule_id, rule in cfn["Resources"].items():
+        if rule["Type"] != "AWS::Events::Rule":
+            continue
+        for target in rule["Properties"].get("Targets", []):
+            arn = target["Arn"]
+            function_id = arn.get("Fn::GetAtt", [None])[0] if isinstance(arn, dict) else None
+            source = sam["Resources"].get(function_id, {})
+            if source.get("Type") != "AWS::Serverless::Function":
+                continue
+            settings = _code_settings(sam, source)
+            module, attribute = _handler_path(settings["CodeUri"], settings["Handler"])
+            found.append(Route(rule_id, rule["Properties"]["EventPattern"], function_id,
+                               module, attribute))
+    return found
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge pattern matching, by moto's implementation of it."""
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+# --- the deployment -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """What Lambda passes as ``context`` (the fields Powertools reads, and the timer)."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    timeout_seconds: int = 60
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+@dataclass
+class Delivery:
+    """One rule's invocation of its function: the handler's return value or its exception."""
+
+    rule_id: str
+    function_id: str
+    result: Any = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "placeholder: handlers run in-process, not in moto\n")
+    return buffer.getvalue()
+
+
+class LocalDeployment:
+    """The template's stack in moto; call :meth:`create` inside an active ``mock_aws()``."""
+
+    def __init__(self, cfn: dict[str, Any], routes: list[Route], stack_name: str,
+                 session: boto3.session.Session) -> None:
+        self.cfn = cfn
+        self.routes = routes
+        self.stack_name = stack_name
+        self.region = str(session.region_name)
+        self._session = session
+        cloudformation = session.client("cloudformation")
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        # moto resolves Ref of a layer version to the object's repr: GatekeeperLayerArn is
+        # not meaningful here.
+        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self.physical_ids = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+            if "LogicalResourceId" in r and "PhysicalResourceId" in r
+        }
+
+    @classmethod
+    def create(cls, template_path: str | Path = "template.yaml", region: str = "us-east-1",
+               stack_name: str = STACK_NAME) -> LocalDeployment:
+        session = boto3.session.Session(region_name=region)
+        cfn = transform_template(template_path, region)
+        local = {**cfn, "Resources": {logical_id: resource
+                                      for logical_id, resource in cfn["Resources"].items()
+                                      if resource["Type"] not in NOT_IN_MOTO}}
+        s3 = session.client("s3")
+        try:
+            s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                raise
+        for resource in local["Resources"].values():
+            location = resource["Properties"].get("Code") or resource["Properties"].get("Content")
+            if isinstance(location, dict) and location.get("S3Bucket") == ARTIFACTS_BUCKET:
+                s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=location["S3Key"],
+                              Body=_placeholder_zip())
+        cloudformation = session.client("cloudformation")
+        cloudformation.create_stack(StackName=stack_name, TemplateBody=json.dumps(local),
+                                    Capabilities=["CAPABILITY_IAM"])
+        status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
+        if status != "CREATE_COMPLETE":
+            raise RuntimeError(f"stack {stack_name} ended {status} in moto")
+        deployment = cls(cfn, routes(cfn, template_path), stack_name, session)
+        deployment._complete_buckets(local)
+        return deployment
+
+    def _complete_buckets(self, cfn: dict[str, Any]) -> None:
+        """Apply the bucket settings moto's CloudFormation ignores (it reads only BucketEncryption
+        and Tags): versioning, which the gatekeeper relies on, public access block, ownership."""
+        s3 = self._session.client("s3")
+        for logical_id, resource in cfn["Resources"].items():
+            if resource["Type"] != "AWS::S3::Bucket":
+                continue
+            bucket, properties = self.physical_ids[logical_id], resource.get("Properties", {})
+            if "VersioningConfiguration" in properties:
+                s3.put_bucket_versioning(Bucket=bucket,
+                                         VersioningConfiguration=properties["VersioningConfiguration"])
+            if "PublicAccessBlockConfiguration" in properties:
+                s3.put_public_access_block(
+                    Bucket=bucket,
+                    PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"])
+            if "OwnershipControls" in properties:
+                s3.put_bucket_ownership_controls(Bucket=bucket,
+                                                 OwnershipControls=properties["OwnershipControls"])
+
+    # The physical names the handlers are configured with.
+    @property
+    def table_name(self) -> str:
+        return self.outputs["VerdictTableName"]
+
+    @property
+    def topic_arn(self) -> str:
+        return self.outputs["VerdictTopicArn"]
+
+    @property
+    def policy_bucket(self) -> str:
+        return self.outputs["PolicyBucketName"]
+
+    @property
+    def dlq_url(self) -> str:
+        return self.outputs["DeadLetterQueueUrl"]
+
+    def environment(self, function_id: str) -> dict[str, str]:
+        """The function's Environment.Variables (Globals merged), as moto resolved them."""
+        configuration = self._session.client("lambda").get_function_configuration(
+            FunctionName=self.physical_ids[function_id])
+        return dict(configuration.get("Environment", {}).get("Variables", {}))
+
+    def context(self, function_id: str) -> LambdaContext:
+        configuration = self._session.client("lambda").get_function_configuration(
+            FunctionName=self.physical_ids[function_id])
+        return LambdaContext(
+            function_name=configuration["FunctionName"],
+            memory_limit_in_mb=int(configuration["MemorySize"]),
+            invoked_function_arn=configuration["FunctionArn"],
+            aws_request_id=str(uuid.uuid4()),
+            timeout_seconds=int(configuration["Timeout"]),
+        )
+
+    def deliver(self, event: dict[str, Any]) -> list[Delivery]:
+        """Run the handler of every rule whose pattern matches ``event``, as EventBridge would.
+
+        Each call runs with the function's environment (plus AWS_REGION, which Lambda sets),
+        restored afterwards. A handler's exception is captured in its Delivery, not raised.
+        """
+        deliveries = []
+        for route in self.routes:
+            if not matches(route.pattern, event):
+                continue
+            delivery = Delivery(route.rule_id, route.function_id)
+            handler = getattr(importlib.import_module(route.module), route.attribute)
+            env = {**self.environment(route.function_id),
+                   "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+            with _environment(env):
+                try:
+                    delivery.result = handler(event, self.context(route.function_id))
+                except Exception as err:  # a failed invocation is an outcome to report
+                    delivery.error = err
+            deliveries.append(delivery)
+        return deliveries
+
+    def subscribe_queue(self, filter_policy: dict[str, Any] | None = None) -> str:
+        """A new SQS queue subscribed to the verdict topic (SNS envelope, MessageAttributes
+        included); returns its URL."""
+        sqs = self._session.client("sqs")
+        queue_url = sqs.create_queue(QueueName=f"verdicts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = {"RawMessageDelivery": "false"}
+        if filter_policy is not None:
+            attributes["FilterPolicy"] = json.dumps(filter_policy)
+        self._session.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs",
+                                              Endpoint=queue_arn, Attributes=attributes)
+        return queue_url
