@@ -36,8 +36,11 @@ def test_the_recorded_marker_echo_event_carries_the_default_approved_marker() ->
     assert DEFAULT.is_marker_of("approved-9b1a3f6c2d4e", DIGEST)
 
 
-def test_an_outcome_without_a_marker_has_no_tag() -> None:
-    assert DEFAULT.tag_for("PENDING", DIGEST) is None  # type: ignore[arg-type]
+def test_an_approval_with_warnings_carries_the_approved_marker() -> None:
+    # Warnings notify but do not block: the image is tagged as any approved image is.
+    tag = DEFAULT.tag_for(Outcome.APPROVED_WITH_WARNINGS, DIGEST)
+    assert tag == "approved-9b1a3f6c2d4e"
+    assert DEFAULT.parse(tag) == (Outcome.APPROVED, "9b1a3f6c2d4e")
 
 
 def test_a_sha512_digest_gets_a_12_hex_marker_too() -> None:
@@ -63,9 +66,10 @@ def test_markers_round_trip_through_parse(scheme: MarkerScheme, outcome: Outcome
     assert tag is not None
     # When it is parsed back
     parsed = scheme.parse(tag)
-    # Then the outcome and the digest (prefix) come back, and the tag is a valid ECR tag
+    # Then the marker's outcome (approved or quarantined) and the digest (prefix) come back,
+    # and the tag is a valid ECR tag
     assert parsed is not None
-    assert parsed[0] is outcome
+    assert parsed[0] is (Outcome.APPROVED if outcome.approved else Outcome.QUARANTINED)
     assert digest.removeprefix("sha256:").startswith(parsed[1])
     assert TAG.fullmatch(tag)
     assert scheme.is_marker_of(tag, digest)

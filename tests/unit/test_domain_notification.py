@@ -80,6 +80,7 @@ def test_attributes_carry_verdict_repository_severity_and_previous_verdict() -> 
         "highest_severity": "CRITICAL",
         "scan_status": "COMPLETE",
         "trigger": "basic-scan",
+        "mode": "enforce",
     }
 
 
@@ -134,7 +135,7 @@ def test_body_of_a_first_verdict_without_findings_or_tags() -> None:
     assert "Tags:         (untagged)" in lines
     assert "Findings:     none" in lines
     assert "Marker tag:   (none)" in lines
-    assert "  - 0 finding(s), all within the limits of default" in lines
+    assert "  - 0 counted finding(s) of 0, all within the limits of default" in lines
 
 
 def test_body_lists_every_reason() -> None:
@@ -171,10 +172,11 @@ def test_console_url_quotes_the_repository_but_keeps_its_slashes() -> None:
 @pytest.mark.parametrize(
     ("breach", "text"),
     [
-        (Breach("HIGH", 1, 0, ("CVE-1",)), "HIGH: 1 finding over the limit of 0 (CVE-1)"),
-        (Breach("HIGH", 3, 2, ("CVE-1", "CVE-2")),
+        (Breach("max_findings", "HIGH", 1, 0, ("CVE-1",)),
+         "HIGH: 1 finding over the limit of 0 (CVE-1)"),
+        (Breach("max_findings", "HIGH", 3, 2, ("CVE-1", "CVE-2")),
          "HIGH: 3 findings over the limit of 2 (CVE-1, CVE-2)"),
-        (Breach("LOW", 12, 0, tuple(f"C{i}" for i in range(12))),
+        (Breach("max_findings", "LOW", 12, 0, tuple(f"C{i}" for i in range(12))),
          "LOW: 12 findings over the limit of 0 "
          "(C0, C1, C2, C3, C4, C5, C6, C7, C8, C9 and 2 more)"),
     ],
@@ -185,7 +187,7 @@ def test_breach_describes_count_limit_and_ids(breach: Breach, text: str) -> None
 
 
 def test_breach_shows_as_many_ids_as_asked() -> None:
-    breach = Breach("HIGH", 3, 0, ("A", "B", "C"))
+    breach = Breach("max_findings", "HIGH", 3, 0, ("A", "B", "C"))
     assert breach.describe(shown=1) == "HIGH: 3 findings over the limit of 0 (A and 2 more)"
     assert breach.describe(shown=3) == "HIGH: 3 findings over the limit of 0 (A, B, C)"
 

@@ -1,20 +1,30 @@
 """The ``gatekeeper`` command for people and pipelines.
 
-Exit codes: 0 success, 2 usage or input error (a located message on stderr).
+Exit codes: 0 success or approved, 1 quarantined, 3 approved with warnings (or a verdict
+under a monitor-mode policy that would quarantine), 2 usage or input error (a located message
+on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatekeeper.domain.policy import PolicyError, parse_policy
+from gatekeeper.domain.findings import FindingsError
+from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, parse_policy
+from gatekeeper.domain.report import explain, verdict_document
+from gatekeeper.domain.scan_input import read_scan
+from gatekeeper.domain.verdict import Outcome, Verdict
+from gatekeeper.service import SCAN_DONE_STATES, SCAN_FAILED_STATES
 
 EXIT_OK = 0
+EXIT_QUARANTINED = 1
 EXIT_INPUT = 2
+EXIT_WARNINGS = 3
 
 
 def _read_policy(path: str) -> tuple[bytes, object]:
@@ -43,6 +53,67 @@ def cmd_policy_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def exit_code(verdict: Verdict) -> int:
+    if verdict.outcome is Outcome.APPROVED:
+        return EXIT_OK
+    if verdict.outcome is Outcome.QUARANTINED and not verdict.monitor:
+        return EXIT_QUARANTINED
+    return EXIT_WARNINGS
+
+
+def _policy(path: str | None) -> tuple[Policy, str]:
+    if path is None and Path("policy.yaml").exists():
+        path = "policy.yaml"
+    if path is None:
+        return BUILTIN_POLICY, "built-in strict policy (no policy.yaml here)"
+    return _read_policy(path)[1], path  # type: ignore[return-value]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    policy, policy_source = _policy(args.policy)
+    try:
+        text = sys.stdin.read() if args.findings == "-" else Path(args.findings).read_text(
+            encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise FindingsError(f"{args.findings} is not UTF-8 text: {err.reason}") from None
+    scan = read_scan(text, digest=args.digest)
+    repository = args.repository or scan.repository
+    if not repository:
+        raise FindingsError("the findings do not name the repository; pass --repository")
+    tags = [args.tag] if args.tag else scan.tags
+    if scan.status in SCAN_DONE_STATES:
+        verdict = policy.evaluate(repository, scan.findings)
+    elif scan.status in SCAN_FAILED_STATES:
+        verdict = policy.scan_failed(repository, scan.status, scan.description)
+    else:
+        raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
+    code = exit_code(verdict)
+    if args.format == "json":
+        document = verdict_document(verdict, repository=repository, digest=scan.digest,
+                                    tags=tags, policy_source=policy_source)
+        document["exit_code"] = code
+        print(json.dumps(document, indent=2))
+    else:
+        print(_text(verdict, repository, scan.digest, tags, policy_source))
+    return code
+
+
+def _text(verdict: Verdict, repository: str, digest: str | None, tags: list[str],
+          policy_source: str) -> str:
+    name = f"{repository}:{tags[0]}" if tags else repository
+    counts = ", ".join(f"{k} {v}" for k, v in verdict.counts.items()) or "none"
+    head = [
+        f"{verdict.outcome}  {name}" + (f"  ({digest})" if digest else ""),
+        f"policy:   {policy_source} (version {verdict.policy_version}, rule "
+        f"{verdict.matched_rule}, mode {verdict.mode})",
+        f"scan:     {verdict.scan_status}",
+        f"findings: {sum(verdict.counts.values())} ({counts}); counted "
+        f"{len(verdict.counted)}, ignored {len(verdict.ignored)}",
+        "",
+    ]
+    return "\n".join(head + explain(verdict))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                       help="an S3-compatible endpoint, e.g. a local moto server")
     push.set_defaults(func=cmd_policy_push)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="judge saved scan findings offline, with the same code the Lambda runs",
+        description="Evaluate the output of 'aws ecr describe-image-scan-findings' (basic or "
+                    "enhanced; one page or several concatenated) or 'aws inspector2 "
+                    "list-findings' against a policy. Exit 0 approved, 1 quarantined, "
+                    "3 approved with warnings, 2 usage or input error.")
+    evaluate.add_argument("--findings", required=True, help="a file, or - for stdin")
+    evaluate.add_argument("--policy", help="default: ./policy.yaml, else the built-in policy")
+    evaluate.add_argument("--repository", help="default: the repository named in the findings")
+    evaluate.add_argument("--tag", help="the tag to show in the report")
+    evaluate.add_argument("--digest", help="pick one image from list-findings output")
+    evaluate.add_argument("--format", choices=["text", "json"], default="text")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -74,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except PolicyError as err:
         print(err, file=sys.stderr)
+        return EXIT_INPUT
+    except FindingsError as err:
+        print(f"gatekeeper: {getattr(args, 'findings', 'findings')}: {err}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as err:
         print(f"gatekeeper: {err}", file=sys.stderr)

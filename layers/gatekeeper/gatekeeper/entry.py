@@ -19,6 +19,13 @@ _RESULT_METRICS = {
 }
 
 
+_VERDICT_METRICS = {
+    "APPROVED": "ImagesApproved",
+    "APPROVED_WITH_WARNINGS": "ImagesApprovedWithWarnings",
+    "QUARANTINED": "ImagesQuarantined",
+}
+
+
 def _count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
@@ -49,7 +56,7 @@ def handle_event(event: Any, accept: Collection[Kind],
         raise
     logger.info("event handled", **result.as_dict())
     if result.status == "judged":
-        _count(f"Images{str(result.verdict).title()}")
+        _count(_VERDICT_METRICS.get(str(result.verdict), "ImagesJudged"))
         _count("VerdictChanges")
     else:
         _count(_RESULT_METRICS.get(result.status, "EventsIgnored"))

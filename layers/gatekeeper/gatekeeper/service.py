@@ -122,7 +122,7 @@ class Gatekeeper:
             return Result("image-gone", repo, digest, reason=str(gone))
 
         policy = self.policies.get()
-        verdict = self._verdict(event, scan, policy)
+        verdict = self._verdict(event, scan, policy, self.clock())
         if verdict is None:
             if record is None:
                 self.store.put(ImageRecord(repo, digest, tags=event.tags, trigger=event.kind,
@@ -143,11 +143,11 @@ class Gatekeeper:
                           reason="scan older than the recorded verdict")
         return self._apply(event, record, verdict, completed)
 
-    def _verdict(self, event: ImageEvent, scan: ScanResult | None,
-                 policy: Policy) -> Verdict | None:
+    def _verdict(self, event: ImageEvent, scan: ScanResult | None, policy: Policy,
+                 now: datetime) -> Verdict | None:
         repo = event.repository
         if scan is not None and scan.status in SCAN_DONE_STATES:
-            return policy.evaluate(repo, scan.findings)
+            return policy.evaluate(repo, scan.findings, now)
         if scan is not None and scan.status in SCAN_FAILED_STATES:
             return policy.scan_failed(repo, scan.status, scan.description)
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
@@ -175,7 +175,10 @@ class Gatekeeper:
     def _apply(self, event: ImageEvent, record: ImageRecord | None, verdict: Verdict,
                scan_completed_at: str | None) -> Result:
         repo, digest = event.repository, event.digest
-        marker = self.markers.tag_for(verdict.outcome, digest)
+        if verdict.monitor:  # monitor mode: recorded and notified, no tag changed
+            marker = record.marker if record is not None else None
+        else:
+            marker = self.markers.tag_for(verdict.outcome, digest)
         previous = record.state if record is not None and record.judged else None
         changed = previous != verdict.outcome
         tags = tuple(t for t in (record.tags if record else ()) + event.tags
@@ -203,7 +206,8 @@ class Gatekeeper:
                     policy_version=verdict.policy_version)
 
         try:
-            remaining = self._enforce(repo, digest, marker, committed.stale_markers)
+            remaining = (committed.stale_markers if verdict.monitor else
+                         self._enforce(repo, digest, marker, committed.stale_markers))
         except ImageGone as gone:
             logger.warning("image deleted before it could be tagged", repository=repo,
                            digest=digest, reason=str(gone))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,11 @@ class Finding:
     first_seen: datetime | None = None
     uri: str | None = None
     title: str | None = None
+    # The id upper-cased once, here, so exceptions match case-insensitively at no cost later.
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.id.upper())
 
 
 _NOT_AVAILABLE = {"", "notavailable", "none", "n/a", "null"}

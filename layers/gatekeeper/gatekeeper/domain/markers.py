@@ -59,7 +59,7 @@ class MarkerScheme:
 
     def tag_for(self, outcome: Outcome, digest: str) -> str | None:
         """The marker an image with this outcome carries; None when the outcome has none."""
-        if outcome is Outcome.APPROVED:
+        if outcome.approved:
             return self._render(self.approved, digest)
         if outcome is Outcome.QUARANTINED:
             return self._render(self.quarantined, digest)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from gatekeeper.domain.report import explain
 from gatekeeper.domain.verdict import Verdict
 
 _SUBJECT_MAX = 100  # SNS: at most 100 printable ASCII characters
@@ -71,10 +72,10 @@ def verdict_notification(
         f"Scan status:  {verdict.scan_status}",
         f"Findings:     {counts}",
         f"Policy:       version {verdict.policy_version}, rule {verdict.matched_rule}",
+        f"Mode:         {verdict.mode}",
         f"Triggered by: {trigger}",
         "",
-        "Reasons:",
-        *(f"  - {reason}" for reason in verdict.reasons),
+        *explain(verdict, limit=20),
     ]
     url = image.console_url()
     if url:
@@ -89,5 +90,6 @@ def verdict_notification(
             "highest_severity": verdict.highest_severity or "NONE",
             "scan_status": verdict.scan_status,
             "trigger": trigger,
+            "mode": verdict.mode,
         },
     )

@@ -1,24 +1,32 @@
-"""The severity policy the security team owns as code (``policy.yaml``), and its evaluation.
+"""The severity policy the security team owns as code (``policy.yaml``).
 
 Parsing never raises anything but :class:`PolicyError`, whose message names the file, the
-line, the key and what was expected for every problem found, not just the first.
+line, the key and what was expected for every problem found, not just the first. The checks
+come from the published JSON Schema (``policy.schema.json``); dates are checked on top.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import yaml
 
-from gatekeeper.domain.findings import Finding, Severity, highest_severity, severity_counts
-from gatekeeper.domain.verdict import Breach, Outcome, Verdict
+from gatekeeper.domain import evaluation
+from gatekeeper.domain.findings import Finding, Severity
+from gatekeeper.domain.schema import Validator, policy_schema
+from gatekeeper.domain.verdict import ExceptionRef, Outcome, Verdict
 
 MAX_POLICY_BYTES = 1_000_000
 SCHEMA_VERSION = 1
-_SCAN_FAILURE_CHOICES = {"quarantine": Outcome.QUARANTINED, "approve": Outcome.APPROVED}
+ENFORCE, MONITOR = "enforce", "monitor"
+_CHOICES = {"quarantine": Outcome.QUARANTINED, "approve": Outcome.APPROVED}
 
 
 @dataclass(frozen=True)
@@ -42,86 +50,96 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Rules:
-    """The limits that apply to one repository after overrides are merged."""
+    """The rules that apply to one repository after its override is merged."""
 
     max_findings: Mapping[Severity, int] = field(default_factory=dict)
-    on_scan_failure: Outcome = Outcome.QUARANTINED
+    warn_findings: Mapping[Severity, int] = field(default_factory=dict)
+    on_scan_failure: Mapping[str, Outcome] = field(
+        default_factory=lambda: {"default": Outcome.QUARANTINED})
+    ignore_unfixed: bool = False
+    min_score: float | None = None
+    block_if_exploit_available: bool = False
+    block_if_epss_at_least: float | None = None
+    grace_days: Mapping[Severity, int] = field(default_factory=dict)
+    mode: str = ENFORCE
     matched: str = "default"
+
+    def scan_failure_outcome(self, state: str) -> Outcome:
+        return self.on_scan_failure.get(
+            state, self.on_scan_failure.get("default", Outcome.QUARANTINED))
 
 
 @dataclass(frozen=True)
 class Override:
     match: str
-    max_findings: Mapping[Severity, int] | None = None
-    on_scan_failure: Outcome | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # Rules fields it replaces
+
+
+@dataclass(frozen=True)
+class PolicyException:
+    """A vulnerability accepted until ``expires``, for a package and repositories if given."""
+
+    id: str
+    expires: datetime
+    reason: str
+    owner: str
+    package: str | None = None
+    repositories: tuple[str, ...] = ()
+    ticket: str | None = None
+    index: int = 0
+    # As written: a date reads as the last day it applies, not the instant it stops.
+    expires_text: str = field(default="", compare=False)
+
+    def covers_repository(self, repository: str) -> bool:
+        return not self.repositories or any(
+            fnmatch.fnmatchcase(repository, glob) for glob in self.repositories)
+
+    def active(self, now: datetime) -> bool:
+        return now < self.expires
+
+    def covers(self, finding: Finding) -> bool:
+        return self.package is None or finding.package == self.package
+
+    @functools.cached_property
+    def ref(self) -> ExceptionRef:
+        """How verdicts report this exception (built once per policy, not per evaluation)."""
+        return ExceptionRef(id=self.id, owner=self.owner,
+                            expires=self.expires_text or self.expires.isoformat(),
+                            reason=self.reason, package=self.package, ticket=self.ticket)
 
 
 @dataclass(frozen=True)
 class Policy:
     default: Rules
     repositories: tuple[Override, ...] = ()
+    exceptions: tuple[PolicyException, ...] = ()
+    expiring_window_days: int = 14
     version: str = "builtin"
+    _by_repository: dict[str, list[PolicyException]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def rules_for(self, repository: str) -> Rules:
         """The default, with the first matching override's keys replacing the default's."""
         for override in self.repositories:
             if fnmatch.fnmatchcase(repository, override.match):
-                return Rules(
-                    max_findings=(
-                        self.default.max_findings
-                        if override.max_findings is None
-                        else override.max_findings
-                    ),
-                    on_scan_failure=override.on_scan_failure or self.default.on_scan_failure,
-                    matched=f"repositories[match={override.match}]",
-                )
+                return dataclasses.replace(self.default, **override.settings,
+                                           matched=f"repositories[match={override.match}]")
         return self.default
 
-    def evaluate(self, repository: str, findings: Iterable[Finding]) -> Verdict:
-        findings = list(findings)
-        rules = self.rules_for(repository)
-        by_severity: dict[Severity, list[str]] = {}
-        for finding in findings:
-            by_severity.setdefault(finding.severity, []).append(finding.id)
-        breaches = []
-        for severity in sorted(rules.max_findings, reverse=True):
-            limit = rules.max_findings[severity]
-            ids = sorted(set(by_severity.get(severity, ())))
-            count = len(by_severity.get(severity, ()))
-            if count > limit:
-                breaches.append(Breach(severity.name, count, limit, tuple(ids)))
-        highest = highest_severity(findings)
-        if breaches:
-            outcome = Outcome.QUARANTINED
-            reasons = tuple(b.describe() for b in breaches)
-        else:
-            outcome = Outcome.APPROVED
-            reasons = (
-                f"{len(findings)} finding(s), all within the limits of {rules.matched}",
-            )
-        return Verdict(
-            outcome=outcome,
-            reasons=reasons,
-            policy_version=self.version,
-            counts=severity_counts(findings),
-            highest_severity=highest.name if highest is not None else None,
-            breaches=tuple(breaches),
-            matched_rule=rules.matched,
-        )
+    def exceptions_for(self, repository: str) -> list[PolicyException]:
+        found = self._by_repository.get(repository)
+        if found is None:
+            found = [e for e in self.exceptions if e.covers_repository(repository)]
+            if len(self._by_repository) < 10_000:  # a policy lives minutes in a container
+                self._by_repository[repository] = found
+        return found
+
+    def evaluate(self, repository: str, findings: Iterable[Finding],
+                 now: datetime | None = None) -> Verdict:
+        return evaluation.evaluate(self, repository, findings, now or datetime.now(UTC))
 
     def scan_failed(self, repository: str, status: str, description: str | None) -> Verdict:
-        rules = self.rules_for(repository)
-        detail = f": {description}" if description else ""
-        return Verdict(
-            outcome=rules.on_scan_failure,
-            reasons=(
-                f"scan {status}{detail}; on_scan_failure of {rules.matched} is "
-                f"{'approve' if rules.on_scan_failure is Outcome.APPROVED else 'quarantine'}",
-            ),
-            policy_version=self.version,
-            scan_status=status,
-            matched_rule=rules.matched,
-        )
+        return evaluation.scan_failed(self, repository, status, description)
 
 
 # With no policy published yet, the gatekeeper fails closed.
@@ -137,8 +155,8 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
     if size > MAX_POLICY_BYTES:
         raise PolicyError([PolicyIssue("", f"larger than {MAX_POLICY_BYTES} bytes")], source)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -148,18 +166,115 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         # PyYAML's constructors raise these for explicit tags with unreadable values
         # (``!!int ''``, ``!!bool maybe``): still the author's error, never a crash.
         raise PolicyError([PolicyIssue("", f"not valid YAML: {err!r}")], source) from None
-    checker = _Checker(_lines(node))
-    policy = checker.policy(data, version or "unversioned")
-    if checker.issues:
-        raise PolicyError(checker.issues, source)
-    assert policy is not None
-    return policy
+    lines = _lines(node)
+    data = _plain(data)
+    issues = [PolicyIssue(_render_path(path), message, _line(lines, path))
+              for path, message in Validator(policy_schema()).errors(data)]
+    raw_exceptions = data.get("exceptions") if isinstance(data, dict) else None
+    exceptions, date_issues = _exceptions(raw_exceptions, lines)
+    issues += date_issues
+    if issues:
+        raise PolicyError(sorted(issues, key=lambda i: i.line or 0), source)
+    return Policy(
+        default=dataclasses.replace(Rules(), **_settings(data["default"])),
+        repositories=tuple(Override(entry["match"], _settings(entry))
+                           for entry in data.get("repositories") or []),
+        exceptions=tuple(exceptions),
+        expiring_window_days=int(data.get("expiring_window_days", 14)),
+        version=version or "unversioned",
+    )
 
 
-def _lines(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
+def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The Rules fields a validated ``default`` or override entry sets."""
+    settings: dict[str, Any] = {}
+    for name in ("max_findings", "warn_findings", "grace_days"):
+        if name in raw:
+            settings[name] = {Severity[k]: int(v) for k, v in raw[name].items()}
+    if "on_scan_failure" in raw:
+        value = raw["on_scan_failure"]
+        choices = {"default": value} if isinstance(value, str) else value
+        settings["on_scan_failure"] = {state: _CHOICES[c] for state, c in choices.items()}
+    for name in ("ignore_unfixed", "block_if_exploit_available", "mode"):
+        if name in raw:
+            settings[name] = raw[name]
+    for name in ("min_score", "block_if_epss_at_least"):
+        if name in raw:
+            settings[name] = float(raw[name])
+    return settings
+
+
+def parse_expiry(value: str) -> datetime:
+    """A date is valid through that day (UTC); a date-time without a zone is UTC."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            if day == date.max:
+                return datetime.max.replace(tzinfo=UTC)
+            return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _exceptions(raw: Any, lines: dict[Path, int]
+                ) -> tuple[list[PolicyException], list[PolicyIssue]]:
+    """The exceptions, and every impossible date among them (the schema checks the rest)."""
+    found, issues = [], []
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        expires = entry.get("expires") if isinstance(entry, dict) else None
+        if not isinstance(expires, str) or not _EXPIRES.fullmatch(expires):
+            continue  # the schema reports it
+        try:
+            instant = parse_expiry(expires)
+        except ValueError as err:
+            path = ("exceptions", index, "expires")
+            issues.append(PolicyIssue(_render_path(path), f"not a real date: {err}",
+                                      _line(lines, path)))
+            continue
+        try:
+            found.append(PolicyException(
+                id=entry["id"].strip().upper(), expires=instant, reason=entry["reason"],
+                owner=entry["owner"], package=entry.get("package"),
+                repositories=tuple(entry.get("repositories") or ()),
+                ticket=entry.get("ticket"), index=index,
+                expires_text=expires if len(expires) == 10 else instant.isoformat()))
+        except (KeyError, AttributeError, TypeError):
+            continue  # missing or mistyped keys: the schema reports them
+    return found, issues
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps: dates stay text, checked with their line."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_EXPIRES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                      r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+
+
+Path = tuple[Any, ...]
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates and times become ISO strings, as JSON Schema sees them."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _lines(root: yaml.Node | None) -> dict[Path, int]:
     """Line number (1-based) of every mapping value and sequence item, keyed by its path."""
-    lines: dict[tuple[Any, ...], int] = {}
-    stack: list[tuple[tuple[Any, ...], yaml.Node]] = [((), root)] if root is not None else []
+    lines: dict[Path, int] = {}
+    stack: list[tuple[Path, yaml.Node]] = [((), root)] if root is not None else []
     seen: set[int] = set()
     while stack:
         path, node = stack.pop()
@@ -177,112 +292,17 @@ def _lines(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def _render_path(path: tuple[Any, ...]) -> str:
+def _line(lines: dict[Path, int], path: Path) -> int | None:
+    text_path = tuple(p if isinstance(p, int) else str(p) for p in path)
+    for depth in range(len(text_path), -1, -1):
+        line = lines.get(text_path[:depth])
+        if line is not None:
+            return line
+    return None
+
+
+def _render_path(path: Path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-class _Checker:
-    def __init__(self, lines: dict[tuple[Any, ...], int]) -> None:
-        self.lines = lines
-        self.issues: list[PolicyIssue] = []
-
-    def fail(self, path: tuple[Any, ...], message: str) -> None:
-        line = None
-        for depth in range(len(path), -1, -1):
-            line = self.lines.get(path[:depth])
-            if line is not None:
-                break
-        self.issues.append(PolicyIssue(_render_path(path), message, line))
-
-    def keys(self, value: Mapping[Any, Any], path: tuple[Any, ...], allowed: set[str]) -> None:
-        for key in value:
-            if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                self.fail((*path, key), f"unknown key; expected one of: {expected}")
-
-    def policy(self, data: Any, version: str) -> Policy | None:
-        if not isinstance(data, Mapping):
-            self.fail((), f"expected a mapping with 'version' and 'default', got {_kind(data)}")
-            return None
-        self.keys(data, (), {"version", "default", "repositories"})
-        version_value = data.get("version")
-        if type(version_value) is not int or version_value != SCHEMA_VERSION:
-            self.fail(("version",), f"expected {SCHEMA_VERSION}, got {data.get('version')!r}")
-        default_raw = data.get("default")
-        if not isinstance(default_raw, Mapping):
-            self.fail(("default",), f"expected a mapping, got {_kind(default_raw)}")
-            default_raw = {}
-        self.keys(default_raw, ("default",), {"max_findings", "on_scan_failure"})
-        max_findings = self.limits(default_raw.get("max_findings", {}), ("default", "max_findings"))
-        on_failure = self.scan_failure(
-            default_raw.get("on_scan_failure", "quarantine"), ("default", "on_scan_failure")
-        )
-        overrides = []
-        raw_repos = data.get("repositories", [])
-        if raw_repos is None:
-            raw_repos = []
-        if not isinstance(raw_repos, list):
-            self.fail(("repositories",), f"expected a list, got {_kind(raw_repos)}")
-            raw_repos = []
-        for index, entry in enumerate(raw_repos):
-            override = self.override(entry, ("repositories", index))
-            if override is not None:
-                overrides.append(override)
-        return Policy(
-            default=Rules(max_findings=max_findings or {}, on_scan_failure=on_failure
-                          or Outcome.QUARANTINED),
-            repositories=tuple(overrides),
-            version=version,
-        )
-
-    def override(self, entry: Any, path: tuple[Any, ...]) -> Override | None:
-        if not isinstance(entry, Mapping):
-            self.fail(path, f"expected a mapping with 'match', got {_kind(entry)}")
-            return None
-        self.keys(entry, path, {"match", "max_findings", "on_scan_failure"})
-        match = entry.get("match")
-        if not isinstance(match, str) or not match.strip():
-            self.fail((*path, "match"), "expected a repository name or glob such as 'team-a/*'")
-            return None
-        max_findings = None
-        if "max_findings" in entry:
-            max_findings = self.limits(entry["max_findings"], (*path, "max_findings"))
-        on_failure = None
-        if "on_scan_failure" in entry:
-            on_failure = self.scan_failure(entry["on_scan_failure"], (*path, "on_scan_failure"))
-        return Override(match=match, max_findings=max_findings, on_scan_failure=on_failure)
-
-    def limits(self, value: Any, path: tuple[Any, ...]) -> dict[Severity, int] | None:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(path, f"expected a mapping of severity to limit, got {_kind(value)}")
-            return None
-        limits: dict[Severity, int] = {}
-        for key, limit in value.items():
-            name = key.upper() if isinstance(key, str) else key
-            if not isinstance(name, str) or name not in Severity.__members__:
-                self.fail((*path, key), "unknown severity; expected one of: "
-                          + ", ".join(s.name for s in sorted(Severity, reverse=True)))
-                continue
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                self.fail((*path, key), f"expected a whole number >= 0, got {limit!r}")
-                continue
-            limits[Severity[name]] = limit
-        return limits
-
-    def scan_failure(self, value: Any, path: tuple[Any, ...]) -> Outcome | None:
-        if not isinstance(value, str) or value not in _SCAN_FAILURE_CHOICES:
-            self.fail(path, f"expected 'quarantine' or 'approve', got {value!r}")
-            return None
-        return _SCAN_FAILURE_CHOICES[value]
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    names = {dict: "a mapping", list: "a list", str: "a string"}
-    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,167 @@
+"""Judging findings against a policy: one pass over the findings, every decision explained.
+
+For each finding, in this order:
+
+1. an active exception that covers it (id, package, repository) exempts it from everything;
+2. with ``block_if_exploit_available`` / ``block_if_epss_at_least``, a finding with a known
+   exploit / a high EPSS blocks the image, whatever its severity, fix, score or age;
+3. ``ignore_unfixed``, ``min_score`` and ``grace_days`` make it not count (it is still shown);
+4. otherwise it counts toward ``max_findings`` (quarantine) and ``warn_findings`` (warning).
+
+Exceptions and ignore rules only ever remove findings from what counts, so an exception can
+never make a verdict stricter, and an extra finding can never make it more lenient.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from gatekeeper.domain.findings import Finding, Severity
+from gatekeeper.domain.verdict import Breach, Ignored, Outcome, Verdict
+
+if TYPE_CHECKING:
+    from gatekeeper.domain.policy import Policy, PolicyException
+    from gatekeeper.domain.verdict import ExceptionRef
+
+
+def _grace_end(first_seen: datetime, period: timedelta) -> datetime:
+    try:
+        return first_seen + period
+    except OverflowError:
+        return datetime.max.replace(tzinfo=first_seen.tzinfo)
+
+
+def _limit_breaches(rule: str, limits: Mapping[Severity, int],
+                    by_severity: dict[Severity, list[Finding]]) -> list[Breach]:
+    breaches = []
+    for severity in sorted(limits, reverse=True):
+        group, limit = by_severity[severity], limits[severity]
+        if len(group) > limit:
+            ids = tuple(sorted({f.id for f in group}))
+            breaches.append(Breach(rule, severity.name, len(group), limit, ids))
+    return breaches
+
+
+def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
+             now: datetime) -> Verdict:
+    rules = policy.rules_for(repository)
+    findings = findings if isinstance(findings, list | tuple) else list(findings)
+
+    applicable = policy.exceptions_for(repository)
+    active: dict[str, list[PolicyException]] = {}
+    for exception in applicable:
+        if exception.active(now):
+            active.setdefault(exception.id, []).append(exception)
+    used: dict[int, ExceptionRef] = {}
+
+    # Rules switched off cost nothing per finding; grace periods become cut-off instants.
+    exploit = rules.block_if_exploit_available
+    epss_at_least = rules.block_if_epss_at_least
+    ignore_unfixed = rules.ignore_unfixed
+    min_score = rules.min_score
+    cutoffs = {s: now - timedelta(days=d) for s, d in rules.grace_days.items() if d > 0}
+    # (grace_days is at most 3650 by the schema, so the cut-offs stay on the calendar)
+
+    rules_on = bool(exploit or epss_at_least is not None or ignore_unfixed
+                    or min_score is not None or cutoffs)
+
+    by_severity: dict[Severity, list[Finding]] = {severity: [] for severity in Severity}
+    ignored: list[Ignored] = []
+    ignore = ignored.append
+    new = tuple.__new__  # Ignored is a NamedTuple: skip its Python-level constructor
+    exploited: list[Finding] = []
+    likely: list[Finding] = []
+    for finding in findings:
+        if active:
+            candidates = active.get(finding.key)
+            if candidates:
+                match = next((c for c in candidates if c.covers(finding)), None)
+                if match is not None:
+                    used[match.index] = match.ref
+                    ignore(new(Ignored, (finding, "exception", match.ref)))
+                    continue
+        if rules_on:
+            if exploit and finding.exploit_available:
+                exploited.append(finding)
+            if epss_at_least is not None:
+                epss = finding.epss
+                if epss is not None and epss >= epss_at_least:
+                    likely.append(finding)
+            if ignore_unfixed and finding.fix_available is False:
+                ignore(new(Ignored, (finding, "unfixed", None)))
+                continue
+            if min_score is not None:
+                score = finding.score
+                if score is not None and score < min_score:
+                    ignore(new(Ignored, (finding, "below_score", min_score)))
+                    continue
+            if cutoffs:
+                cutoff = cutoffs.get(finding.severity)
+                seen = finding.first_seen
+                if cutoff is not None and seen is not None and seen > cutoff:
+                    ignore(new(Ignored, (finding, "in_grace", _grace_end(seen, now - cutoff))))
+                    continue
+        by_severity[finding.severity].append(finding)
+
+    breaches = _limit_breaches("max_findings", rules.max_findings, by_severity)
+    if exploited:
+        breaches.append(Breach("block_if_exploit_available", None, len(exploited), 1,
+                               tuple(sorted({f.id for f in exploited}))))
+    if likely:
+        breaches.append(Breach("block_if_epss_at_least", None, len(likely),
+                               epss_at_least or 0.0, tuple(sorted({f.id for f in likely}))))
+    warnings = _limit_breaches("warn_findings", rules.warn_findings, by_severity)
+    counted = [f for severity in reversed(Severity) for f in by_severity[severity]]
+
+    if breaches:
+        outcome = Outcome.QUARANTINED
+        reasons = tuple(b.describe() for b in breaches)
+    elif warnings:
+        outcome = Outcome.APPROVED_WITH_WARNINGS
+        reasons = tuple(w.describe() for w in warnings)
+    else:
+        outcome = Outcome.APPROVED
+        reasons = (f"{len(counted)} counted finding(s) of {len(findings)}, all within the "
+                   f"limits of {rules.matched}",)
+
+    totals = Counter({s: len(group) for s, group in by_severity.items() if group})
+    totals.update(item.finding.severity for item in ignored)
+    window = now + timedelta(days=policy.expiring_window_days)
+    highest = max(totals, default=None)
+    return Verdict(
+        outcome=outcome,
+        reasons=reasons,
+        policy_version=policy.version,
+        counts={s.name: totals[s] for s in sorted(totals, reverse=True)},
+        highest_severity=highest.name if highest is not None else None,
+        breaches=tuple(breaches),
+        warnings=tuple(warnings),
+        counted=tuple(counted),
+        ignored=tuple(ignored),
+        exceptions_used=tuple(ref for _, ref in sorted(used.items())),
+        exceptions_unused=tuple(e.ref for e in applicable
+                                if e.index not in used and e.active(now)),
+        exceptions_expiring=tuple(e.ref for e in applicable
+                                  if e.active(now) and e.expires <= window),
+        matched_rule=rules.matched,
+        mode=rules.mode,
+    )
+
+
+def scan_failed(policy: Policy, repository: str, status: str,
+                description: str | None) -> Verdict:
+    rules = policy.rules_for(repository)
+    outcome = rules.scan_failure_outcome(status)
+    detail = f": {description}" if description else ""
+    choice = "approve" if outcome is Outcome.APPROVED else "quarantine"
+    return Verdict(
+        outcome=outcome,
+        reasons=(f"scan {status}{detail}; on_scan_failure of {rules.matched} is {choice}",),
+        policy_version=policy.version,
+        scan_status=status,
+        matched_rule=rules.matched,
+        mode=rules.mode,
+    )
