@@ -279,20 +279,101 @@ def test_own_marker_coming_back_as_push_is_ignored(world: World, context: Any) -
     assert len(world.notifications()) == 1
 
 
-def test_marker_pushed_by_someone_else_is_not_trusted(world: World, context: Any) -> None:
-    # Given a pending image
+def forge(world: World, repo: str, digest: str, tag: str) -> dict[str, Any]:
+    """Someone with push rights tags the image themselves; ECR sends the PUSH event."""
+    manifest = world.ecr.batch_get_image(repositoryName=repo,
+                                         imageIds=[{"imageDigest": digest}])["images"][0]
+    world.ecr.put_image(repositoryName=repo, imageTag=tag,
+                        imageManifest=manifest["imageManifest"])
+    return push_event(repo, digest, tag=tag)
+
+
+def test_forged_approval_is_undone_and_security_alerted(world: World, context: Any) -> None:
+    # Given a pending image (not scanned yet)
     repo = world.repository("team-a/web")
     digest = world.push(repo, "v1")
     on_push(push_event(repo, digest), context)
 
     # When someone pushes the approval marker themselves
+    result = on_push(forge(world, repo, digest, approved(digest)), context)
+
+    # Then the forged tag is removed, the image is re-evaluated (still pending), and an alert
+    # goes out that subscribers can filter on
+    assert world.tags(repo, digest) == ["v1"]
+    assert result["status"] == "pending"
+    [alert] = world.notifications()
+    assert alert["Subject"] == f"[FORGED MARKER] {repo}: {approved(digest)}"
+    assert alert["MessageAttributes"]["alert"]["Value"] == "forged_marker"
+    assert "removed" in alert["Message"]
+
+
+def test_forged_approval_of_a_quarantined_image_leaves_the_quarantine(world: World,
+                                                                       context: Any) -> None:
+    # Given a quarantined image
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-critical")
+    on_scan(scan_event(repo, digest), context)
+
+    # When someone adds the approval marker
+    on_push(forge(world, repo, digest, approved(digest)), context)
+
+    # Then it is gone again, the quarantine stands, and the history says nothing changed
+    assert world.tags(repo, digest) == sorted(["v1", quarantined(digest)])
+    record = world.gatekeeper().store.get(repo, digest)
+    assert record is not None and record.state == "QUARANTINED"
+    subjects = [n["Subject"] for n in world.notifications()]
+    assert subjects == ["[QUARANTINED] team-a/web:v1",
+                        f"[FORGED MARKER] {repo}: {approved(digest)}"]
+
+
+def test_forged_marker_that_is_the_only_tag_is_kept_not_deleting_the_image(
+        world: World, context: Any) -> None:
+    # Given an image pushed with nothing but a forged approval marker as its tag
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "approved-000000000000", seed="forged")
+    event = push_event(repo, digest, tag="approved-000000000000")
+
+    # When its push event arrives
+    on_push(event, context)
+
+    # Then the image still exists (its last tag is never removed) and security is alerted
+    assert world.image_exists(repo, digest)
+    [alert] = world.notifications()
+    assert "KEPT" in alert["Message"]
+
+
+def test_late_echo_of_a_replaced_marker_is_not_a_forgery(world: World, context: Any) -> None:
+    # Given an image approved, then quarantined (the approval marker was replaced)
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-clean")
+    on_scan(scan_event(repo, digest), context)
+    world.scanned(repo, digest, "basic-critical")
+    on_scan(scan_event(repo, digest), context)
+
+    # When the PUSH event of the old approval marker arrives late
     result = on_push(push_event(repo, digest, tag=approved(digest)), context)
 
-    # Then it is not taken as a verdict: the image is still pending in the store
-    assert result["reason"] == "marker tag not written by the gatekeeper"
-    record = world.gatekeeper().store.get(repo, digest)
-    assert record is not None and record.state == "PENDING"
-    assert world.notifications() == []
+    # Then nothing is undone or alerted
+    assert result["reason"] == "marker no longer on the image; nothing to undo"
+    assert [n["Subject"][:14] for n in world.notifications()] == ["[APPROVED] tea",
+                                                                  "[QUARANTINED] "]
+
+
+def test_every_verdict_change_is_kept_in_the_history(world: World, context: Any) -> None:
+    # Given an image judged three times with two changes
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    for findings in ("basic-critical", "basic-clean", "basic-clean"):
+        world.scanned(repo, digest, findings)
+        on_scan(scan_event(repo, digest), context)
+
+    # Then the history holds both verdicts, newest first, with their cause and policy version
+    history = world.gatekeeper().store.history(repo, digest)
+    assert [(h.state, h.previous, h.trigger) for h in history] == [
+        ("APPROVED", "QUARANTINED", "basic-scan"), ("QUARANTINED", None, "basic-scan")]
+    assert all(h.policy_version == "builtin-strict" and h.reasons for h in history)
 
 
 # --- scan failures ------------------------------------------------------------------------------
@@ -506,7 +587,7 @@ def test_concurrent_writer_is_detected_and_the_work_redone(world: World) -> None
             state["raced"] = True
             racer.handle(event)
 
-    world.session.events.register("before-call.dynamodb.PutItem", race)
+    world.session.events.register("before-call.dynamodb.TransactWriteItems", race)
     ours = world.gatekeeper()
 
     # When our delivery tries to commit

@@ -13,6 +13,7 @@ from gatekeeper.service import Gatekeeper
 _RESULT_METRICS = {
     "pending": "ImagesPending",
     "unchanged": "VerdictsUnchanged",
+    "enforced": "VerdictsEnforced",
     "image-gone": "ImagesGone",
     "stale": "EventsStale",
     "ignored": "EventsIgnored",

@@ -20,10 +20,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gatekeeper.adapters.ecr import ImageGone, ScanResult, UnsafeUntag
-from gatekeeper.adapters.store import PENDING, Conflict, ImageRecord
-from gatekeeper.domain.events import ImageEvent, Kind
+from gatekeeper.adapters.store import PENDING, Conflict, HistoryEntry, ImageRecord
+from gatekeeper.domain.events import ImageEvent, Kind, Trigger, reevaluation
 from gatekeeper.domain.markers import MarkerScheme
-from gatekeeper.domain.notification import ImageRef, Notification, verdict_notification
+from gatekeeper.domain.notification import (
+    ImageRef,
+    Notification,
+    forgery_notification,
+    verdict_notification,
+)
 from gatekeeper.domain.policy import Policy
 from gatekeeper.domain.verdict import Verdict
 from gatekeeper.observability import logger
@@ -44,11 +49,13 @@ class Images(Protocol):
     def scan(self, repository: str, digest: str) -> ScanResult | None: ...
     def add_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def remove_tag(self, repository: str, digest: str, tag: str) -> bool: ...
+    def tags(self, repository: str, digest: str) -> list[str]: ...
 
 
 class Store(Protocol):
     def get(self, repository: str, digest: str) -> ImageRecord | None: ...
-    def put(self, record: ImageRecord, expected_revision: int | None) -> ImageRecord: ...
+    def put(self, record: ImageRecord, expected_revision: int | None,
+            history: HistoryEntry | None = None) -> ImageRecord: ...
 
 
 class Notifier(Protocol):
@@ -109,8 +116,11 @@ class Gatekeeper:
         if event.kind is Kind.PUSH:
             marker_tags = [t for t in event.tags if self.markers.parse(t)]
             if marker_tags:
-                return self._marker_push(event, marker_tags[0], record)
-            if record is not None and record.complete:
+                echo = self._marker_push(event, marker_tags[0], record)
+                if echo is not None:
+                    return echo
+                event = reevaluation(repo, digest, Trigger.FORGERY)
+            elif record is not None and record.complete:
                 return Result("unchanged", repo, digest, verdict=record.state,
                               reason="image already judged; a tag was added to it")
 
@@ -125,8 +135,9 @@ class Gatekeeper:
         verdict = self._verdict(event, scan, policy, self.clock())
         if verdict is None:
             if record is None:
-                self.store.put(ImageRecord(repo, digest, tags=event.tags, trigger=event.kind,
-                                           decided_at=self._now()), None)
+                now = self._now()
+                self.store.put(ImageRecord(repo, digest, tags=event.tags, trigger=event.cause,
+                                           decided_at=now, created_at=now), None)
             reason = "no finished scan yet; waiting for the scan event"
             logger.info("image pending", repository=repo, digest=digest,
                         scan_status=scan.status if scan else None)
@@ -147,30 +158,49 @@ class Gatekeeper:
                  now: datetime) -> Verdict | None:
         repo = event.repository
         if scan is not None and scan.status in SCAN_DONE_STATES:
-            return policy.evaluate(repo, scan.findings, now)
+            return replace(policy.evaluate(repo, scan.findings, now), scan_status=scan.status)
         if scan is not None and scan.status in SCAN_FAILED_STATES:
             return policy.scan_failed(repo, scan.status, scan.description)
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
         if event.kind is not Kind.PUSH and event.scan_status in SCAN_FAILED_STATES:
             return policy.scan_failed(repo, event.scan_status, "reported by the scan event")
-        if event.kind is Kind.PUSH:
+        if event.kind is Kind.REEVALUATE and event.trigger == Trigger.SCAN_TIMEOUT:
+            return policy.scan_failed(repo, "SCAN_TIMEOUT", "no scan result in time"
+                                      + (f" (ECR reports {scan.status})" if scan else ""))
+        if event.kind in (Kind.PUSH, Kind.REEVALUATE):
             return None
         raise ScanNotReady(
             f"{event.kind} event says {event.scan_status} but ECR reports "
             f"{scan.status if scan else 'no scan'} for {repo}@{event.digest}"
         )
 
-    def _marker_push(self, event: ImageEvent, tag: str, record: ImageRecord | None) -> Result:
-        ours = record is not None and (tag == record.marker or tag in record.stale_markers)
-        if ours and self.markers.is_marker_of(tag, event.digest):
-            logger.debug("echo of our own marker", repository=event.repository, tag=tag)
-            return Result("ignored", event.repository, event.digest, reason="own marker echo",
-                          marker=tag)
-        logger.warning("marker tag pushed by someone else; not trusted", tag=tag,
-                       repository=event.repository, digest=event.digest,
-                       recorded_marker=record.marker if record else None)
-        return Result("ignored", event.repository, event.digest, marker=tag,
-                      reason="marker tag not written by the gatekeeper")
+    def _marker_push(self, event: ImageEvent, tag: str,
+                     record: ImageRecord | None) -> Result | None:
+        """The echo of our own tag write, or a forgery undone (then None: re-evaluate)."""
+        repo, digest = event.repository, event.digest
+        if record is not None and tag == record.marker and self.markers.is_marker_of(tag, digest):
+            logger.debug("echo of our own marker", repository=repo, tag=tag)
+            return Result("ignored", repo, digest, reason="own marker echo", marker=tag)
+        if record is not None and tag in record.stale_markers:
+            return Result("ignored", repo, digest, marker=tag,
+                          reason="echo of an earlier marker of ours, being replaced")
+        if tag not in self.images.tags(repo, digest):
+            return Result("ignored", repo, digest, marker=tag,
+                          reason="marker no longer on the image; nothing to undo")
+        try:
+            removed = self.images.remove_tag(repo, digest, tag)
+        except UnsafeUntag as unsafe:
+            removed = False
+            logger.warning("forged marker kept: it is the image's last tag", reason=str(unsafe))
+        except ImageGone:
+            return Result("image-gone", repo, digest, marker=tag)
+        logger.warning("forged marker pushed; undone" if removed else "forged marker pushed",
+                       repository=repo, digest=digest, tag=tag, removed=removed,
+                       recorded_verdict=record.state if record else None)
+        self.notifier.publish(forgery_notification(
+            ImageRef(repo, digest, event.tags, event.account, event.region), tag,
+            removed=removed, verdict=record.state if record else None))
+        return None
 
     def _apply(self, event: ImageEvent, record: ImageRecord | None, verdict: Verdict,
                scan_completed_at: str | None) -> Result:
@@ -180,17 +210,22 @@ class Gatekeeper:
         else:
             marker = self.markers.tag_for(verdict.outcome, digest)
         previous = record.state if record is not None and record.judged else None
+        if record is not None and not record.settled and record.state == verdict.outcome:
+            previous = record.previous_state  # a retry finishing an interrupted change
         changed = previous != verdict.outcome
         tags = tuple(t for t in (record.tags if record else ()) + event.tags
                      if not self.markers.parse(t))
         tags = tuple(dict.fromkeys(tags))
 
-        if record is not None and not changed and record.complete:
+        # Tags to change: a new marker, or one that monitor mode left unwritten.
+        retag = not verdict.monitor and record is not None and record.marker != marker
+        if record is not None and not changed and record.complete and not retag:
             details_same = (record.reasons == verdict.reasons
                             and record.policy_version == verdict.policy_version)
             if not details_same:
-                self.store.put(self._record(record, event, verdict, marker, tags,
-                                            scan_completed_at, settled=True), record.revision)
+                updated = self._record(record, event, verdict, marker, tags, scan_completed_at,
+                                       settled=True, previous=previous)
+                self.store.put(updated, record.revision, self._history(updated, previous))
             return Result("unchanged", repo, digest, verdict=str(verdict.outcome), marker=marker,
                           reason="verdict unchanged")
 
@@ -199,8 +234,9 @@ class Gatekeeper:
             stale.add(record.marker)
         stale.discard(marker or "")
         pending = self._record(record, event, verdict, marker, tags, scan_completed_at,
-                               settled=False, stale=tuple(sorted(stale)))
-        committed = self.store.put(pending, record.revision if record else None)
+                               settled=False, previous=previous, stale=tuple(sorted(stale)))
+        committed = self.store.put(pending, record.revision if record else None,
+                                   self._history(pending, previous))
         logger.info("verdict committed", repository=repo, digest=digest,
                     verdict=str(verdict.outcome), previous=previous, reasons=list(verdict.reasons),
                     policy_version=verdict.policy_version)
@@ -215,15 +251,19 @@ class Gatekeeper:
             return Result("image-gone", repo, digest, verdict=str(verdict.outcome),
                           reason=str(gone))
 
-        notification = verdict_notification(
-            ImageRef(repo, digest, tags, event.account, event.region), verdict,
-            previous=previous, marker=marker, trigger=str(event.kind), tags=tags,
-        )
-        message_id = self.notifier.publish(notification)
+        if changed or (record is not None and not record.settled):
+            notification = verdict_notification(
+                ImageRef(repo, digest, tags, event.account, event.region), verdict,
+                previous=previous, marker=marker, trigger=event.cause, tags=tags,
+            )
+            message_id = self.notifier.publish(notification)
+            logger.info("verdict notified", repository=repo, digest=digest,
+                        verdict=verdict.outcome, message_id=message_id)
         self.store.put(replace(committed, settled=True, stale_markers=remaining),
                        committed.revision)
-        logger.info("verdict notified", repository=repo, digest=digest,
-                    verdict=verdict.outcome, message_id=message_id)
+        if not changed:  # the same verdict, now enforced by its marker
+            return Result("enforced", repo, digest, verdict=str(verdict.outcome),
+                          marker=marker, reason="verdict unchanged; marker written")
         return Result("judged", repo, digest, verdict=str(verdict.outcome), previous=previous,
                       marker=marker, notified=True)
 
@@ -248,7 +288,8 @@ class Gatekeeper:
 
     def _record(self, record: ImageRecord | None, event: ImageEvent, verdict: Verdict,
                 marker: str | None, tags: tuple[str, ...], scan_completed_at: str | None,
-                *, settled: bool, stale: tuple[str, ...] | None = None) -> ImageRecord:
+                *, settled: bool, previous: str | None,
+                stale: tuple[str, ...] | None = None) -> ImageRecord:
         base = record or ImageRecord(event.repository, event.digest)
         return replace(
             base,
@@ -265,9 +306,19 @@ class Gatekeeper:
             scan_status=verdict.scan_status,
             scan_completed_at=scan_completed_at or base.scan_completed_at,
             decided_at=self._now(),
-            trigger=str(event.kind),
+            trigger=event.cause,
             gone=False,
+            review_at=verdict.review_at.isoformat() if verdict.review_at else None,
+            created_at=base.created_at or self._now(),
+            previous_state=previous,
         )
+
+    @staticmethod
+    def _history(record: ImageRecord, previous: str | None) -> HistoryEntry:
+        return HistoryEntry(
+            decided_at=record.decided_at or "", state=record.state, previous=previous,
+            trigger=record.trigger or "unknown", policy_version=record.policy_version,
+            reasons=record.reasons, scan_status=record.scan_status, marker=record.marker)
 
     def _now(self) -> str:
         return self.clock().isoformat()

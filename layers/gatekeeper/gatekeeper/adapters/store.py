@@ -1,8 +1,9 @@
 """DynamoDB: one item per image holding its current verdict and the state of its side effects.
 
-Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``. Every write is conditional
-on the revision read before it (optimistic locking), so two deliveries of the same event
-racing each other cannot both commit a change.
+Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``; beside it one history item
+per verdict change, ``sk = H#<decided_at>#<revision>``, written in the same transaction.
+Every write is conditional on the revision read before it (optimistic locking), so two
+deliveries of the same event racing each other cannot both commit a change.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class ImageRecord:
     decided_at: str | None = None
     trigger: str | None = None
     gone: bool = False
+    review_at: str | None = None  # when time alone (an exception expiring, a grace period
+    # ending) can change this verdict: the sweeper re-evaluates it then
+    created_at: str | None = None  # first seen (push or scan): the scan timeout counts from it
+    previous_state: str | None = None  # the verdict before this one (for a retried notice)
 
     @property
     def judged(self) -> bool:
@@ -71,7 +76,8 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         "gone": record.gone,
     }
     for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
-                 "scan_completed_at", "decided_at", "trigger"):
+                 "scan_completed_at", "decided_at", "trigger", "review_at", "created_at",
+                 "previous_state"):
         value = getattr(record, name)
         if value is not None:
             plain[name] = value
@@ -101,7 +107,43 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         decided_at=plain.get("decided_at"),
         trigger=plain.get("trigger"),
         gone=bool(plain.get("gone", False)),
+        review_at=plain.get("review_at"),
+        created_at=plain.get("created_at"),
+        previous_state=plain.get("previous_state"),
     )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One verdict change: what, when, caused by what, under which policy version."""
+
+    decided_at: str
+    state: str
+    previous: str | None
+    trigger: str
+    policy_version: str | None
+    reasons: tuple[str, ...] = ()
+    scan_status: str | None = None
+    marker: str | None = None
+    revision: int = 0
+
+    def item(self, repository: str, digest: str) -> dict[str, Any]:
+        plain = {k: v for k, v in self.__dict__.items() if v is not None}
+        plain["reasons"] = list(self.reasons)
+        item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
+        item["pk"] = {"S": f"IMAGE#{repository}@{digest}"}
+        item["sk"] = {"S": f"H#{self.decided_at}#{self.revision:08d}"}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> HistoryEntry:
+        plain = {k: _DESERIALIZER.deserialize(v) for k, v in item.items() if k not in ("pk", "sk")}
+        return cls(
+            decided_at=plain["decided_at"], state=plain["state"], previous=plain.get("previous"),
+            trigger=plain.get("trigger", "unknown"), policy_version=plain.get("policy_version"),
+            reasons=tuple(plain.get("reasons") or ()), scan_status=plain.get("scan_status"),
+            marker=plain.get("marker"), revision=int(plain.get("revision", 0)),
+        )
 
 
 class VerdictStore:
@@ -116,11 +158,10 @@ class VerdictStore:
         item = response.get("Item")
         return _from_item(item) if item else None
 
-    def put(self, record: ImageRecord, expected_revision: int | None) -> ImageRecord:
-        """Write ``record`` as the next revision; Conflict if the item moved on meanwhile.
-
-        ``expected_revision`` None means the item must not exist yet.
-        """
+    def put(self, record: ImageRecord, expected_revision: int | None,
+            history: HistoryEntry | None = None) -> ImageRecord:
+        """Write ``record`` as the next revision (and ``history`` beside it, atomically);
+        Conflict if the item moved on meanwhile. ``expected_revision`` None: must be new."""
         new = replace(record, revision=(expected_revision or 0) + 1)
         if expected_revision is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -130,9 +171,33 @@ class VerdictStore:
                 "ExpressionAttributeValues": {":expected": {"N": str(expected_revision)}},
             }
         try:
-            self._ddb.put_item(TableName=self._table, Item=_to_item(new), **condition)
+            if history is None:
+                self._ddb.put_item(TableName=self._table, Item=_to_item(new), **condition)
+            else:
+                entry = replace(history, revision=new.revision)
+                self._ddb.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": _to_item(new), **condition}},
+                    {"Put": {"TableName": self._table,
+                             "Item": entry.item(record.repository, record.digest)}},
+                ])
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            code = err.response.get("Error", {}).get("Code")
+            reasons = err.response.get("CancellationReasons") or []
+            if code == "ConditionalCheckFailedException" or (
+                    code == "TransactionCanceledException"
+                    and any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)):
                 raise Conflict(f"{record.repository}@{record.digest} changed concurrently") from err
             raise
         return new
+
+    def history(self, repository: str, digest: str, limit: int = 50) -> list[HistoryEntry]:
+        """The image's verdict changes, newest first."""
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :history)",
+            ExpressionAttributeValues={":pk": {"S": f"IMAGE#{repository}@{digest}"},
+                                       ":history": {"S": "H#"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [HistoryEntry.from_item(item) for item in response.get("Items", [])]

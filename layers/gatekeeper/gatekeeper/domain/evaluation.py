@@ -24,7 +24,6 @@ from gatekeeper.domain.verdict import Breach, Ignored, Outcome, Verdict
 
 if TYPE_CHECKING:
     from gatekeeper.domain.policy import Policy, PolicyException
-    from gatekeeper.domain.verdict import ExceptionRef
 
 
 def _grace_end(first_seen: datetime, period: timedelta) -> datetime:
@@ -55,7 +54,7 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     for exception in applicable:
         if exception.active(now):
             active.setdefault(exception.id, []).append(exception)
-    used: dict[int, ExceptionRef] = {}
+    used: dict[int, PolicyException] = {}
 
     # Rules switched off cost nothing per finding; grace periods become cut-off instants.
     exploit = rules.block_if_exploit_available
@@ -80,7 +79,7 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
             if candidates:
                 match = next((c for c in candidates if c.covers(finding)), None)
                 if match is not None:
-                    used[match.index] = match.ref
+                    used[match.index] = match
                     ignore(new(Ignored, (finding, "exception", match.ref)))
                     continue
         if rules_on:
@@ -130,6 +129,9 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     totals = Counter({s: len(group) for s, group in by_severity.items() if group})
     totals.update(item.finding.severity for item in ignored)
     window = now + timedelta(days=policy.expiring_window_days)
+    # The first instant at which time alone can change this verdict.
+    review_at = min([e.expires for e in used.values()]
+                    + [i.param for i in ignored if i.why == "in_grace"], default=None)
     highest = max(totals, default=None)
     return Verdict(
         outcome=outcome,
@@ -141,13 +143,14 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
         warnings=tuple(warnings),
         counted=tuple(counted),
         ignored=tuple(ignored),
-        exceptions_used=tuple(ref for _, ref in sorted(used.items())),
+        exceptions_used=tuple(e.ref for _, e in sorted(used.items())),
         exceptions_unused=tuple(e.ref for e in applicable
                                 if e.index not in used and e.active(now)),
         exceptions_expiring=tuple(e.ref for e in applicable
                                   if e.active(now) and e.expires <= window),
         matched_rule=rules.matched,
         mode=rules.mode,
+        review_at=review_at,
     )
 
 

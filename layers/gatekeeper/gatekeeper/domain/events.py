@@ -25,6 +25,18 @@ class Kind(enum.StrEnum):
     PUSH = "push"
     BASIC_SCAN = "basic-scan"
     ENHANCED_SCAN = "enhanced-scan"
+    REEVALUATE = "reevaluate"  # not from EventBridge: the gatekeeper's own re-evaluations
+
+
+class Trigger(enum.StrEnum):
+    """What caused a re-evaluation; recorded in the verdict history."""
+
+    FINDING = "finding"  # Inspector2 Finding events (created, updated, closed)
+    POLICY = "policy"  # a new policy version was published
+    EXPIRY = "expiry"  # an exception expired or a grace period ended
+    SCAN_TIMEOUT = "scan-timeout"  # pushed, but no scan result in time
+    FORGERY = "forgery"  # a marker tag the gatekeeper did not write was pushed
+    OPERATOR = "operator"  # gatekeeper reevaluate
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,17 @@ class ImageEvent:
     account: str | None = None
     region: str | None = None
     time: str | None = None
+    trigger: str | None = None  # for REEVALUATE: a Trigger
+
+    @property
+    def cause(self) -> str:
+        return self.trigger or str(self.kind)
+
+
+def reevaluation(repository: str, digest: str, trigger: Trigger,
+                 tags: tuple[str, ...] = ()) -> ImageEvent:
+    return ImageEvent(Kind.REEVALUATE, repository, digest, tags, event_id=f"reevaluate:{trigger}",
+                      trigger=str(trigger))
 
 
 @dataclass(frozen=True)

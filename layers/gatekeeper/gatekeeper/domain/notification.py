@@ -93,3 +93,36 @@ def verdict_notification(
             "mode": verdict.mode,
         },
     )
+
+
+def forgery_notification(image: ImageRef, tag: str, *, removed: bool,
+                         verdict: str | None) -> Notification:
+    """A security alert: someone pushed a marker tag the gatekeeper did not write."""
+    action = "removed" if removed else "KEPT (it is the image's only tag; removing it would " \
+        "delete the image)"
+    lines = [
+        f"Forged marker tag on {image.repository}",
+        "",
+        f"Repository:   {image.repository}",
+        f"Digest:       {image.digest}",
+        f"Tag pushed:   {tag}",
+        f"Action:       {action}; the image is being re-evaluated",
+        f"Verdict:      {verdict or 'none yet'} (as recorded before the push)",
+        "",
+        "The gatekeeper writes its marker tags itself. Find who pushed this tag in CloudTrail "
+        "(PutImage on this repository).",
+    ]
+    url = image.console_url()
+    if url:
+        lines += ["", f"Console: {url}"]
+    subject = _ascii(f"[FORGED MARKER] {image.repository}: {tag}")[:_SUBJECT_MAX]
+    return Notification(
+        subject=subject,
+        message="\n".join(lines),
+        attributes={
+            "verdict": verdict or "PENDING",
+            "repository": image.repository,
+            "alert": "forged_marker",
+            "trigger": "forgery",
+        },
+    )

@@ -167,9 +167,13 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         # (``!!int ''``, ``!!bool maybe``): still the author's error, never a crash.
         raise PolicyError([PolicyIssue("", f"not valid YAML: {err!r}")], source) from None
     lines = _lines(node)
-    data = _plain(data)
-    issues = [PolicyIssue(_render_path(path), message, _line(lines, path))
-              for path, message in Validator(policy_schema()).errors(data)]
+    try:
+        data = _plain(data, [_MAX_NODES])
+        issues = [PolicyIssue(_render_path(path), message, _line(lines, path))
+                  for path, message in Validator(policy_schema()).errors(data)]
+    except (RecursionError, _TooLarge):
+        raise PolicyError([PolicyIssue("", "YAML aliases make this document recursive or "
+                                           f"larger than {_MAX_NODES} values")], source) from None
     raw_exceptions = data.get("exceptions") if isinstance(data, dict) else None
     exceptions, date_issues = _exceptions(raw_exceptions, lines)
     issues += date_issues
@@ -260,14 +264,22 @@ _EXPIRES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{
 Path = tuple[Any, ...]
 
 
-def _plain(value: Any) -> Any:
-    """YAML dates and times become ISO strings, as JSON Schema sees them."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
+_MAX_NODES = 200_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _plain(value: Any, budget: list[int]) -> Any:
+    """A plain copy of the document, refusing alias bombs (budget: values left to visit)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, budget) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_plain(item, budget) for item in value]
     return value
 
 

@@ -41,6 +41,8 @@ def _documents(text: str) -> Iterator[Any]:
         except json.JSONDecodeError as err:
             raise FindingsError(f"not JSON at line {err.lineno}, column {err.colno}: "
                                 f"{err.msg}") from None
+        except (ValueError, RecursionError) as err:  # a 5000-digit number, 10000 nested lists
+            raise FindingsError(f"JSON this tool will not read: {err!r:.200}") from None
         if isinstance(document, list):
             yield from document
         else:
@@ -49,6 +51,16 @@ def _documents(text: str) -> Iterator[Any]:
 
 def read_scan(text: str, digest: str | None = None) -> ScanInput:
     """Every finding in ``text``; FindingsError (with what was expected) when unreadable."""
+    try:
+        return _read_scan(text, digest)
+    except (TypeError, AttributeError, KeyError, ValueError, OverflowError) as err:
+        if isinstance(err, FindingsError):
+            raise
+        # a field of the wrong type deep inside: still the input's fault, never a traceback
+        raise FindingsError(f"unexpected shape in the input: {err!r:.200}") from None
+
+
+def _read_scan(text: str, digest: str | None) -> ScanInput:
     result = ScanInput()
     inspector: list[Mapping[str, Any]] = []
     saw_inspector = False
@@ -74,8 +86,11 @@ def read_scan(text: str, digest: str | None = None) -> ScanInput:
 
 
 def _ecr_page(result: ScanInput, page: Mapping[str, Any], number: int) -> None:
+    scan = page.get("imageScanFindings")
+    if scan is not None and not isinstance(scan, Mapping):
+        raise FindingsError(f"document {number}: imageScanFindings must be an object")
     try:
-        result.findings.extend(from_scan_findings(page.get("imageScanFindings") or {}))
+        result.findings.extend(from_scan_findings(scan or {}))
     except FindingsError as err:
         raise FindingsError(f"document {number}: {err}") from None
     if result.pages == 0:
@@ -83,12 +98,19 @@ def _ecr_page(result: ScanInput, page: Mapping[str, Any], number: int) -> None:
         if isinstance(status, Mapping):
             result.status = str(status.get("status") or "COMPLETE")
             result.description = status.get("description")
-        result.repository = page.get("repositoryName")
+        result.repository = _text(page.get("repositoryName"), "repositoryName", number)
         image = page.get("imageId") if isinstance(page.get("imageId"), Mapping) else {}
-        result.digest = image.get("imageDigest")
-        if image.get("imageTag"):
-            result.tags = [image["imageTag"]]
+        result.digest = _text(image.get("imageDigest"), "imageId.imageDigest", number)
+        tag = _text(image.get("imageTag"), "imageId.imageTag", number)
+        if tag:
+            result.tags = [tag]
     result.pages += 1
+
+
+def _text(value: Any, name: str, number: int) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise FindingsError(f"document {number}: {name} must be a string, got {type(value).__name__}")
 
 
 def _inspector_findings(items: list[Any], number: int) -> Iterator[Mapping[str, Any]]:
@@ -116,7 +138,13 @@ def _select_image(result: ScanInput, items: list[Mapping[str, Any]],
                   digest: str | None) -> None:
     by_digest: dict[str | None, list[Mapping[str, Any]]] = {}
     for item in items:
-        by_digest.setdefault(_image_of(item).get("imageHash"), []).append(item)
+        image_hash = _image_of(item).get("imageHash")
+        if image_hash is not None and not isinstance(image_hash, str):
+            raise FindingsError("a finding's imageHash must be a string")
+        by_digest.setdefault(image_hash, []).append(item)
+    if digest is not None and by_digest and digest not in by_digest:
+        found = ", ".join(sorted(str(d) for d in by_digest))
+        raise FindingsError(f"no findings for --digest {digest}; the input covers: {found}")
     if digest is None:
         if len(by_digest) > 1:
             found = ", ".join(sorted(str(d) for d in by_digest))

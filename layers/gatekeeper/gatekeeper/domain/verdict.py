@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from gatekeeper.domain.findings import Finding
@@ -107,6 +108,7 @@ class Verdict:
     scan_status: str = "COMPLETE"
     matched_rule: str = "default"
     mode: str = "enforce"
+    review_at: datetime | None = None  # when an exception expires or a grace period ends
 
     @property
     def approved(self) -> bool:
