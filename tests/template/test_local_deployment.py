@@ -11,16 +11,48 @@ import yaml
 
 from gatekeeper.local.stack import (
     NOT_IN_MOTO,
+    Delivery,
     LocalDeployment,
     Route,
     load_sam_template,
     routes,
 )
-from tests.template.conftest import REGION, TEMPLATE
+from tests.template.conftest import REGION, ROOT, TEMPLATE
+from tests.template.eventbridge import eventbridge_matches
+
+FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "SweeperFunction")
 
 
 def client(name: str) -> Any:
     return boto3.client(name, region_name=REGION)
+
+
+def load(name: str, bucket: str = "POLICY_BUCKET") -> dict[str, Any]:
+    """A recorded event from events/, the S3 one naming ``bucket``."""
+    return json.loads((ROOT / "events" / f"{name}.json").read_text().replace("POLICY_BUCKET",
+                                                                            bucket))
+
+
+class Recorder:
+    """Stands in for LocalDeployment.invoke: records what deliver(), tick() and drain() would
+    run, without running it; a batch record whose body is in ``failing`` is reported failed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any], str]] = []  # (function id, event, source)
+        self.failing: set[str] = set()
+
+    def __call__(self, function_id: str, event: dict[str, Any], source: str) -> Delivery:
+        self.calls.append((function_id, event, source))
+        failed = [{"itemIdentifier": r["messageId"]} for r in event.get("Records", [])
+                  if r["body"] in self.failing]
+        return Delivery(source, function_id, result={"batchItemFailures": failed})
+
+
+@pytest.fixture
+def recorder(deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setattr(deployment, "invoke", recorder)
+    return recorder
 
 
 # --- the stack in moto ----------------------------------------------------------------------
@@ -65,26 +97,72 @@ def test_policy_bucket_is_versioned(deployment: LocalDeployment) -> None:
     assert put["VersionId"] not in (None, "", "null")
 
 
+def queue_arn(url: str) -> str:
+    return client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
 def test_rules_target_their_functions_with_retries_and_the_dead_letter_queue(
         deployment: LocalDeployment) -> None:
     events = client("events")
     dlq_arn = deployment.outputs["DeadLetterQueueArn"]
-    wiring = {}
+    wiring, retries = {}, {}
     for rule_id in ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
-                    "OnScanFunctionInspectorScan"):
+                    "OnScanFunctionInspectorScan", "InspectorFindingRule",
+                    "SweeperFunctionHourly", "SweeperFunctionPolicyPublished"):
         (target,) = events.list_targets_by_rule(Rule=deployment.physical_ids[rule_id])["Targets"]
         assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
-        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 24,
-                                         "MaximumEventAgeInSeconds": 3600}
         wiring[rule_id] = target["Arn"]
+        retries[rule_id] = target["RetryPolicy"]
     assert wiring == {
         "OnPushFunctionEcrImagePush": deployment.outputs["OnPushFunctionArn"],
         "OnScanFunctionEcrBasicScan": deployment.outputs["OnScanFunctionArn"],
         "OnScanFunctionInspectorScan": deployment.outputs["OnScanFunctionArn"],
+        "InspectorFindingRule": queue_arn(deployment.outputs["ReevaluationQueueUrl"]),
+        "SweeperFunctionHourly": deployment.outputs["SweeperFunctionArn"],
+        "SweeperFunctionPolicyPublished": deployment.outputs["SweeperFunctionArn"],
     }
+    hourly = retries.pop("SweeperFunctionHourly")
+    assert hourly == {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}
+    assert all(r == {"MaximumRetryAttempts": 24, "MaximumEventAgeInSeconds": 3600}
+               for r in retries.values()), retries
 
 
-@pytest.mark.parametrize("function_id", ["OnPushFunction", "OnScanFunction"])
+def test_the_sweeper_is_scheduled_hourly(deployment: LocalDeployment) -> None:
+    rule = client("events").describe_rule(Name=deployment.physical_ids["SweeperFunctionHourly"])
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    assert rule["State"] == "ENABLED"
+    assert "EventPattern" not in rule
+
+
+def test_the_policy_rule_names_the_deployed_policy_object(deployment: LocalDeployment) -> None:
+    # Given the sweeper's S3 rule as CloudFormation created it (references resolved)
+    rule = client("events").describe_rule(
+        Name=deployment.physical_ids["SweeperFunctionPolicyPublished"])
+    pattern = json.loads(rule["EventPattern"])
+
+    # Then it names the stack's bucket and the policy key
+    assert pattern["detail"] == {"bucket": {"name": [deployment.policy_bucket]},
+                                 "object": {"key": ["policy.yaml"]}}
+    # and takes the recorded Object Created event for that bucket, not for another
+    assert eventbridge_matches(pattern, load("s3-policy-object-created",
+                                             deployment.policy_bucket))
+    assert not eventbridge_matches(pattern, load("s3-policy-object-created", "another-bucket"))
+
+
+def test_reevaluation_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(
+        deployment: LocalDeployment) -> None:
+    url = deployment.outputs["ReevaluationQueueUrl"]
+    assert url == deployment.physical_ids["ReevaluationQueue"]
+    attributes = client("sqs").get_queue_attributes(QueueUrl=url,
+                                                    AttributeNames=["All"])["Attributes"]
+    assert attributes["VisibilityTimeout"] == "420"
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": deployment.outputs["DeadLetterQueueArn"], "maxReceiveCount": 5}
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_environment_names_the_stack_physical_resources(deployment: LocalDeployment,
                                                         function_id: str) -> None:
     env = deployment.environment(function_id)
@@ -94,6 +172,8 @@ def test_environment_names_the_stack_physical_resources(deployment: LocalDeploym
     assert env["GATEKEEPER_POLICY_KEY"] == "policy.yaml"
     assert env["GATEKEEPER_APPROVED_TAG"] == "approved-{digest12}"
     assert env["GATEKEEPER_QUARANTINED_TAG"] == "quarantined-{digest12}"
+    assert env["GATEKEEPER_REEVALUATION_QUEUE_URL"] == deployment.outputs["ReevaluationQueueUrl"]
+    assert env["GATEKEEPER_SCAN_TIMEOUT_MINUTES"] == "60"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
 
@@ -126,14 +206,153 @@ def test_routes_follow_codeuri_and_handler(cfn: dict[str, Any]) -> None:
     # Given the transformed template; When its rules are resolved to handlers
     found = {route.rule_id: route for route in routes(cfn, TEMPLATE)}
 
-    # Then each rule runs the handler its function's CodeUri + Handler name
-    assert {rule: (r.function_id, r.module, r.attribute) for rule, r in found.items()} == {
-        "OnPushFunctionEcrImagePush": ("OnPushFunction", "functions.on_push.app", "handler"),
-        "OnScanFunctionEcrBasicScan": ("OnScanFunction", "functions.on_scan.app", "handler"),
-        "OnScanFunctionInspectorScan": ("OnScanFunction", "functions.on_scan.app", "handler"),
+    # Then each rule runs the handler its function's CodeUri + Handler name (through the queue
+    # the rule feeds, for the Inspector finding rule)
+    assert {rule: (r.function_id, r.module, r.attribute, r.queue_id)
+            for rule, r in found.items()} == {
+        "OnPushFunctionEcrImagePush": ("OnPushFunction", "functions.on_push.app", "handler",
+                                       None),
+        "OnScanFunctionEcrBasicScan": ("OnScanFunction", "functions.on_scan.app", "handler",
+                                       None),
+        "OnScanFunctionInspectorScan": ("OnScanFunction", "functions.on_scan.app", "handler",
+                                        None),
+        "InspectorFindingRule": ("OnReevaluateFunction", "functions.on_reevaluate.app",
+                                 "handler", "ReevaluationQueue"),
+        "SweeperFunctionHourly": ("SweeperFunction", "functions.sweeper.app", "handler", None),
+        "SweeperFunctionPolicyPublished": ("SweeperFunction", "functions.sweeper.app",
+                                           "handler", None),
     }
-    assert all(isinstance(r, Route) and r.pattern == cfn["Resources"][r.rule_id]["Properties"][
-        "EventPattern"] for r in found.values())
+    assert all(isinstance(r, Route) and r.pattern == cfn["Resources"][r.rule_id]["Properties"].get(
+        "EventPattern") for r in found.values())
+
+
+def test_routes_take_findings_through_the_queue_and_the_schedule_without_a_pattern(
+        cfn: dict[str, Any]) -> None:
+    found = {route.rule_id: route for route in routes(cfn, TEMPLATE)}
+
+    # The Inspector finding rule feeds ReevaluationQueue, which OnReevaluateFunction consumes
+    finding = found["InspectorFindingRule"]
+    assert (finding.function_id, finding.queue_id) == ("OnReevaluateFunction",
+                                                       "ReevaluationQueue")
+    assert finding.pattern == cfn["Resources"]["InspectorFindingRule"]["Properties"][
+        "EventPattern"]
+    # and the hourly schedule runs the sweeper with no pattern (tick() fires it)
+    hourly = found["SweeperFunctionHourly"]
+    assert (hourly.function_id, hourly.pattern, hourly.queue_id) == ("SweeperFunction", None,
+                                                                     None)
+    # and only those: no other rule is a schedule or feeds a queue
+    assert [r.rule_id for r in found.values() if r.pattern is None] == ["SweeperFunctionHourly"]
+    assert [r.rule_id for r in found.values() if r.queue_id] == ["InspectorFindingRule"]
+
+
+@pytest.mark.parametrize("rule_id", [
+    "OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan", "OnScanFunctionInspectorScan",
+    "InspectorFindingRule",
+    "SweeperFunctionPolicyPublished",
+])
+def test_each_route_matches_as_its_deployed_rule(deployment: LocalDeployment,
+                                                 rule_id: str) -> None:
+    # Given the pattern deliver() uses and the one CloudFormation gave the rule
+    (route,) = [r for r in deployment.routes if r.rule_id == rule_id]
+    rule = client("events").describe_rule(Name=deployment.physical_ids[rule_id])
+
+    # Then they are the same
+    assert route.pattern == json.loads(rule["EventPattern"])
+
+
+def test_deliver_hands_findings_to_the_reevaluate_function_as_one_batch(
+        deployment: LocalDeployment, recorder: Recorder) -> None:
+    # Given two Inspector findings and a push, delivered together
+    first, second = load("inspector2-finding"), load("inspector2-finding")
+    second["id"] = "another-finding-event"
+    push = load("ecr-image-push")
+
+    # When they are delivered
+    deliveries = deployment.deliver(first, second, push)
+
+    # Then the push reaches OnPushFunction, and the findings OnReevaluateFunction as one SQS
+    # batch (they went through the re-evaluation queue), in order
+    calls = {(function_id, source): event for function_id, event, source in recorder.calls}
+    assert set(calls) == {("OnPushFunction", "OnPushFunctionEcrImagePush"),
+                          ("OnReevaluateFunction", "InspectorFindingRule")}
+    assert calls["OnPushFunction", "OnPushFunctionEcrImagePush"] == push
+    batch = calls["OnReevaluateFunction", "InspectorFindingRule"]
+    assert [json.loads(r["body"]) for r in batch["Records"]] == [first, second]
+    assert {r["eventSource"] for r in batch["Records"]} == {"aws:sqs"}
+    assert len(deliveries) == 2
+
+
+def test_deliver_runs_the_sweeper_for_the_policy_object(deployment: LocalDeployment,
+                                                        recorder: Recorder) -> None:
+    event = load("s3-policy-object-created", deployment.policy_bucket)
+    deployment.deliver(event)
+    assert recorder.calls == [("SweeperFunction", event, "SweeperFunctionPolicyPublished")]
+
+
+@pytest.mark.parametrize(("bucket", "key"), [("another-bucket", "policy.yaml"),
+                                             (None, "notes.txt")])
+def test_deliver_ignores_other_objects(deployment: LocalDeployment, recorder: Recorder,
+                                       bucket: str | None, key: str) -> None:
+    # Given an Object Created event for another bucket, or another key of the policy bucket
+    event = load("s3-policy-object-created", bucket or deployment.policy_bucket)
+    event["detail"]["object"]["key"] = key
+
+    # When it is delivered; Then nothing runs (EventBridge would not match the rule)
+    deployment.deliver(event)
+    assert recorder.calls == []
+
+
+def test_deliver_runs_nothing_for_a_scheduled_event(deployment: LocalDeployment,
+                                                    recorder: Recorder) -> None:
+    # A schedule's event is not for any pattern: only tick() fires schedules
+    assert deployment.deliver(load("scheduled-event")) == []
+    assert recorder.calls == []
+
+
+def test_tick_fires_the_hourly_sweep_once(deployment: LocalDeployment,
+                                          recorder: Recorder) -> None:
+    # When the schedules fire
+    deployment.tick()
+
+    # Then the sweeper runs once, from its schedule, with an event shaped like the recorded one
+    ((function_id, event, source),) = recorder.calls
+    assert (function_id, source) == ("SweeperFunction", "SweeperFunctionHourly")
+    recorded = load("scheduled-event")
+    assert set(event) == set(recorded)
+    assert (event["source"], event["detail-type"], event["detail"]) == (
+        recorded["source"], recorded["detail-type"], recorded["detail"])
+
+
+def test_drain_hands_the_queue_to_its_consumer_and_keeps_the_failed(
+        deployment: LocalDeployment, recorder: Recorder) -> None:
+    # Given two messages on the re-evaluation queue, the consumer failing the second
+    sqs, url = client("sqs"), deployment.physical_ids["ReevaluationQueue"]
+    for body in ("ok", "fails"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    recorder.failing = {"fails"}
+
+    try:
+        # When the queue is drained
+        deliveries = deployment.drain("ReevaluationQueue")
+
+        # Then OnReevaluateFunction got both in one batch, from the queue
+        ((function_id, batch, source),) = recorder.calls
+        assert (function_id, source) == ("OnReevaluateFunction", "ReevaluationQueue")
+        assert sorted(r["body"] for r in batch["Records"]) == ["fails", "ok"]
+        assert len(deliveries) == 1
+        # and only the failed message is left (in flight until its visibility timeout)
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        assert attributes["Attributes"] == {"ApproximateNumberOfMessages": "0",
+                                            "ApproximateNumberOfMessagesNotVisible": "1"}
+    finally:
+        sqs.purge_queue(QueueUrl=url)
+
+
+def test_drain_of_an_empty_queue_runs_nothing(deployment: LocalDeployment,
+                                              recorder: Recorder) -> None:
+    assert deployment.drain("ReevaluationQueue") == []
+    assert recorder.calls == []
 
 
 def test_the_sam_template_loads_with_cloudformation_tags_in_long_form() -> None:

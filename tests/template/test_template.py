@@ -3,6 +3,7 @@ layers, tracing, invoke configs, encryption, IAM scope, outputs), asserted on th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,29 @@ from gatekeeper.local.stack import load_sam_template, transform_template
 from tests.template.conftest import REGION, TEMPLATE
 
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-FUNCTIONS = ("OnPushFunction", "OnScanFunction")
+QUEUE_ARN = {"Fn::GetAtt": ["ReevaluationQueue", "Arn"]}
+TABLE_ARN = {"Fn::GetAtt": ["VerdictTable", "Arn"]}
+FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "SweeperFunction")
+# Invoked asynchronously by EventBridge rules: a failed event ends in the DLQ through the
+# function's EventInvokeConfig. OnReevaluateFunction is invoked synchronously by the SQS
+# poller instead: its failures go back to the queue, which redrives them to the DLQ.
+ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction")
+# The functions that judge images: each holds exactly the gatekeeper's grants.
+JUDGING_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")
+TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 60,
+            "SweeperFunction": 300}
+RULES = ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
+         "OnScanFunctionInspectorScan", "InspectorFindingRule", "SweeperFunctionHourly",
+         "SweeperFunctionPolicyPublished")
+# Every rule target retries for an hour; the hourly schedule only 3 times (its next tick
+# comes an hour later anyway), then dead-letters like the others.
+RETRIES = {rule: {"MaximumRetryAttempts": 24, "MaximumEventAgeInSeconds": 3600}
+           for rule in RULES} | {
+    "SweeperFunctionHourly": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}}
 REQUIRED_OUTPUTS = {
     "VerdictTopicArn", "VerdictTableName", "PolicyBucketName", "DeadLetterQueueUrl",
     "DeadLetterQueueArn", "OnPushFunctionArn", "OnScanFunctionArn", "GatekeeperLayerArn",
+    "ReevaluationQueueUrl", "OnReevaluateFunctionArn", "SweeperFunctionArn",
 }
 # What SAM attaches to every role it generates: CloudWatch Logs and, with Tracing: Active,
 # X-Ray. Both grant on "*" (X-Ray's actions have no resource-level permissions).
@@ -26,6 +46,12 @@ SAM_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
+# SAM also attaches AWSLambdaSQSQueueExecutionRole to the role of a function with an SQS event
+# source (the Lambda poller receives, deletes and reads the queue's attributes with the
+# function's role); the template cannot scope it. Only OnReevaluateFunction has one.
+SQS_POLLER_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+MANAGED_POLICIES = {function_id: SAM_MANAGED_POLICIES for function_id in FUNCTIONS} | {
+    "OnReevaluateFunction": SAM_MANAGED_POLICIES | {SQS_POLLER_POLICY}}
 
 
 def of_type(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -58,6 +84,17 @@ def grants(statements: list[dict[str, Any]], action: str) -> list[Any]:
             if s["Effect"] == "Allow" and action in as_list(s["Action"])]
 
 
+def granted(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Every (action, resource) an inline policy allows, resources as JSON for hashing."""
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements)
+    return {(action, json.dumps(resource, sort_keys=True)) for s in statements
+            for action in as_list(s["Action"]) for resource in as_list(s["Resource"])}
+
+
+def pairs(*entries: tuple[str, Any]) -> set[tuple[str, str]]:
+    return {(action, json.dumps(resource, sort_keys=True)) for action, resource in entries}
+
+
 # --- the transform itself ------------------------------------------------------------------
 
 def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> None:
@@ -80,7 +117,7 @@ def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> No
 
 # --- functions ------------------------------------------------------------------------------
 
-def test_the_template_has_exactly_the_two_functions(cfn: dict[str, Any]) -> None:
+def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
     assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS)
 
 
@@ -96,7 +133,7 @@ def test_function_runs_python313_on_arm64_with_the_layer_and_tracing(
     assert properties["Architectures"] == ["arm64"]
     assert properties["Layers"] == [{"Ref": layer_id}]
     assert properties["TracingConfig"] == {"Mode": "Active"}
-    assert (properties["MemorySize"], properties["Timeout"]) == (256, 60)
+    assert (properties["MemorySize"], properties["Timeout"]) == (256, TIMEOUTS[function_id])
 
 
 def test_layer_is_built_for_python313_on_arm64(cfn: dict[str, Any]) -> None:
@@ -120,10 +157,12 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_POLICY_KEY": {"Ref": "PolicyObjectKey"},
         "GATEKEEPER_APPROVED_TAG": {"Ref": "ApprovedTagTemplate"},
         "GATEKEEPER_QUARANTINED_TAG": {"Ref": "QuarantinedTagTemplate"},
+        "GATEKEEPER_REEVALUATION_QUEUE_URL": {"Ref": "ReevaluationQueue"},
+        "GATEKEEPER_SCAN_TIMEOUT_MINUTES": {"Ref": "ScanTimeoutMinutes"},
     }
 
 
-@pytest.mark.parametrize("function_id", FUNCTIONS)
+@pytest.mark.parametrize("function_id", ASYNC_FUNCTIONS)
 def test_failed_invocations_end_in_the_dead_letter_queue(cfn: dict[str, Any],
                                                          function_id: str) -> None:
     # Given the function's asynchronous invoke configuration
@@ -138,6 +177,46 @@ def test_failed_invocations_end_in_the_dead_letter_queue(cfn: dict[str, Any],
     assert DLQ_ARN in grants(role_statements(cfn, function_id), "sqs:SendMessage")
 
 
+def test_only_the_asynchronously_invoked_functions_have_an_invoke_config(
+        cfn: dict[str, Any]) -> None:
+    configs = [r["Properties"]["FunctionName"]
+               for r in of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()]
+    assert sorted(configs, key=str) == sorted(
+        ({"Ref": function_id} for function_id in ASYNC_FUNCTIONS), key=str)
+
+
+def test_the_reevaluation_queue_feeds_its_function_in_debounced_batches(
+        cfn: dict[str, Any]) -> None:
+    # Given the template's only event source mapping
+    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+
+    # Then OnReevaluateFunction gets up to 100 messages gathered for up to a minute, and
+    # reports failed messages one by one (the others are deleted, not retried)
+    assert mapping["Properties"] == {
+        "EventSourceArn": QUEUE_ARN,
+        "FunctionName": {"Ref": "OnReevaluateFunction"},
+        "BatchSize": 100,
+        "MaximumBatchingWindowInSeconds": 60,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    }
+
+
+def test_a_batch_outlives_its_function_before_it_is_seen_again(cfn: dict[str, Any]) -> None:
+    # AWS: a queue's visibility timeout should be at least six times its consumer's timeout,
+    # so that a batch is not handed out again while Lambda still retries a throttled one
+    queue = cfn["Resources"]["ReevaluationQueue"]["Properties"]
+    function = cfn["Resources"]["OnReevaluateFunction"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+
+
+def test_a_batch_outlives_its_function_and_its_batching_window(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["ReevaluationQueue"]["Properties"]
+    function = cfn["Resources"]["OnReevaluateFunction"]["Properties"]
+    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    window = mapping["Properties"]["MaximumBatchingWindowInSeconds"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + window
+
+
 @pytest.mark.parametrize("function_id", FUNCTIONS)
 def test_function_log_group_has_a_retention(cfn: dict[str, Any], function_id: str) -> None:
     name = {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
@@ -148,35 +227,116 @@ def test_function_log_group_has_a_retention(cfn: dict[str, Any], function_id: st
 
 # --- rules and the dead-letter queue --------------------------------------------------------
 
-def test_every_rule_target_retries_and_dead_letters(cfn: dict[str, Any]) -> None:
-    rules = of_type(cfn, "AWS::Events::Rule")
-    assert len(rules) == 3
-    for rule in rules.values():
-        (target,) = rule["Properties"]["Targets"]
-        assert target["DeadLetterConfig"] == {"Arn": DLQ_ARN}
-        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 24,
-                                         "MaximumEventAgeInSeconds": 3600}
-        assert "EventBusName" not in rule["Properties"]  # the default bus
+def test_the_template_has_exactly_these_rules(cfn: dict[str, Any]) -> None:
+    assert set(of_type(cfn, "AWS::Events::Rule")) == set(RULES)
+
+
+@pytest.mark.parametrize("rule_id", RULES)
+def test_every_rule_target_retries_and_dead_letters(cfn: dict[str, Any], rule_id: str) -> None:
+    # Given the rule (SAM's EventBridgeRule and Schedule events, and the plain Inspector rule)
+    rule = cfn["Resources"][rule_id]["Properties"]
+
+    # Then its one target retries, then puts the event in the DLQ
+    (target,) = rule["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": DLQ_ARN}
+    assert target["RetryPolicy"] == RETRIES[rule_id]
+    assert "EventBusName" not in rule  # the default bus
+    assert rule.get("State", "ENABLED") == "ENABLED"
+
+
+def test_rules_reach_their_functions_or_the_reevaluation_queue(cfn: dict[str, Any]) -> None:
+    targets = {rule_id: cfn["Resources"][rule_id]["Properties"]["Targets"][0]["Arn"]
+               for rule_id in RULES}
+    assert targets == {
+        "OnPushFunctionEcrImagePush": {"Fn::GetAtt": ["OnPushFunction", "Arn"]},
+        "OnScanFunctionEcrBasicScan": {"Fn::GetAtt": ["OnScanFunction", "Arn"]},
+        "OnScanFunctionInspectorScan": {"Fn::GetAtt": ["OnScanFunction", "Arn"]},
+        "InspectorFindingRule": QUEUE_ARN,
+        "SweeperFunctionHourly": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
+        "SweeperFunctionPolicyPublished": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
+    }
+
+
+def test_the_sweep_runs_hourly(cfn: dict[str, Any]) -> None:
+    hourly = cfn["Resources"]["SweeperFunctionHourly"]["Properties"]
+    assert hourly["ScheduleExpression"] == "rate(1 hour)"
+    assert "EventPattern" not in hourly
 
 
 def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -> None:
     # Given the queue's resource policy
-    (policy,) = of_type(cfn, "AWS::SQS::QueuePolicy").values()
+    policy = cfn["Resources"]["DeadLetterQueuePolicy"]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
 
-    # Then EventBridge may send to it, from exactly the template's rules
+    # Then EventBridge may send to it, from exactly the template's six rules
     rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")]
+    assert len(rules) == 6
     assert policy["Properties"]["Queues"] == [{"Ref": "DeadLetterQueue"}]
+    assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == DLQ_ARN
     assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"], key=str) == sorted(
         rules, key=str)
+    assert set(statement["Condition"]) == {"ArnEquals"}
+
+
+def test_besides_the_rules_only_on_failure_destinations_may_send_to_the_dlq(
+        cfn: dict[str, Any]) -> None:
+    # Given every policy statement allowing sqs:SendMessage on the dead-letter queue
+    senders = {logical_id for logical_id, s in policy_statements(cfn)
+               if s["Effect"] == "Allow" and "sqs:SendMessage" in as_list(s["Action"])
+               and DLQ_ARN in as_list(s["Resource"])}
+
+    # Then they are its queue policy (the rules) and the roles of the functions whose failed
+    # invocations go there (SAM's statement for an OnFailure destination), nothing else.
+    # (The re-evaluation queue's redrive needs no permission: SQS moves the messages itself.)
+    assert senders == {"DeadLetterQueuePolicy"} | {f"{f}Role" for f in ASYNC_FUNCTIONS}
+
+
+def test_only_the_finding_rule_and_the_sweeper_may_send_to_the_reevaluation_queue(
+        cfn: dict[str, Any]) -> None:
+    # Given the queue's resource policy
+    policy = cfn["Resources"]["ReevaluationQueuePolicy"]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+
+    # Then EventBridge may send to it from the Inspector finding rule only
+    assert policy["Queues"] == [{"Ref": "ReevaluationQueue"}]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == QUEUE_ARN
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["InspectorFindingRule", "Arn"]}}}
+
+    # and of the roles only the sweeper's sends to it
+    senders = {logical_id for logical_id, s in policy_statements(cfn)
+               if s["Effect"] == "Allow" and "sqs:SendMessage" in as_list(s["Action"])
+               and QUEUE_ARN in as_list(s["Resource"])}
+    assert senders == {"ReevaluationQueuePolicy", "SweeperFunctionRole"}
+
+
+def test_the_template_has_exactly_two_queues(cfn: dict[str, Any]) -> None:
+    assert set(of_type(cfn, "AWS::SQS::Queue")) == {"DeadLetterQueue", "ReevaluationQueue"}
 
 
 def test_there_is_one_dead_letter_queue_encrypted_and_kept_14_days(cfn: dict[str, Any]) -> None:
-    (queue,) = of_type(cfn, "AWS::SQS::Queue").values()
+    queue = cfn["Resources"]["DeadLetterQueue"]
     assert queue["Properties"] == {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+
+
+def test_reevaluation_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(
+        cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["ReevaluationQueue"]["Properties"]
+    assert queue == {
+        "SqsManagedSseEnabled": True,
+        "VisibilityTimeout": 420,
+        "MessageRetentionPeriod": 345600,
+        "RedrivePolicy": {"deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": 5},
+    }
+    # A redriven message keeps its original enqueue time: the DLQ must keep messages longer
+    dlq = cfn["Resources"]["DeadLetterQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
 
 
 # --- state, notifications, policy -----------------------------------------------------------
@@ -216,6 +376,13 @@ def test_policy_bucket_is_versioned_private_encrypted_and_kept(cfn: dict[str, An
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
 
 
+def test_policy_bucket_sends_its_events_to_eventbridge(cfn: dict[str, Any]) -> None:
+    # Without it S3 sends no "Object Created" event and a new policy waits for the next sweep
+    properties = cfn["Resources"]["PolicyBucket"]["Properties"]
+    assert properties["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+
+
 def test_policy_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
     (policy,) = of_type(cfn, "AWS::S3::BucketPolicy").values()
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -247,11 +414,10 @@ def test_the_only_deny_is_the_tls_guard(cfn: dict[str, Any]) -> None:
     assert denies == [("PolicyBucketPolicy", "DenyInsecureTransport")]
 
 
-@pytest.mark.parametrize("function_id", FUNCTIONS)
+@pytest.mark.parametrize("function_id", JUDGING_FUNCTIONS)
 def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
                                                         function_id: str) -> None:
     # Given the role SAM generates for the function
-    role = cfn["Resources"][f"{function_id}Role"]["Properties"]
     statements = role_statements(cfn, function_id)
     repositories = {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}"
                                ":repository/${RepositoryPattern}"}
@@ -261,7 +427,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
                    "ecr:PutImage", "ecr:BatchDeleteImage"):
         assert grants(statements, action) == [repositories], action
     for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
-        assert grants(statements, action) == [{"Fn::GetAtt": ["VerdictTable", "Arn"]}], action
+        assert grants(statements, action) == [TABLE_ARN], action
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
     for action in ("s3:GetObject", "s3:GetObjectVersion"):
         assert grants(statements, action) == [
@@ -271,8 +437,55 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     # and nothing the service never calls
     assert grants(statements, "dynamodb:UpdateItem") == []
     assert grants(statements, "dynamodb:DeleteItem") == []
-    # and the managed policies are only the two SAM attaches itself
-    assert set(role["ManagedPolicyArns"]) == SAM_MANAGED_POLICIES
+    assert grants(statements, "dynamodb:Scan") == []
+
+    # and nothing else at all: the pairs above, plus the DLQ for an OnFailure destination
+    expected = pairs(
+        *((a, repositories) for a in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages",
+                                      "ecr:BatchGetImage", "ecr:PutImage",
+                                      "ecr:BatchDeleteImage")),
+        ("dynamodb:GetItem", TABLE_ARN), ("dynamodb:PutItem", TABLE_ARN),
+        ("sns:Publish", {"Ref": "VerdictTopic"}),
+        ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:GetObjectVersion", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
+        ("inspector2:ListFindings", "*"),
+    )
+    if function_id in ASYNC_FUNCTIONS:
+        expected |= pairs(("sqs:SendMessage", DLQ_ARN))
+    assert granted(statements) == expected
+
+
+def test_sweeper_role_only_scans_the_table_and_queues_reevaluations(cfn: dict[str, Any]) -> None:
+    # Given the sweeper's role; Then it reads the table by Scan only (it never judges, tags
+    # nor notifies) and sends only to the re-evaluation queue, and to the DLQ for its
+    # OnFailure destination (SAM's statement)
+    statements = role_statements(cfn, "SweeperFunction")
+    assert granted(statements) == pairs(
+        ("dynamodb:Scan", TABLE_ARN),
+        ("sqs:SendMessage", QUEUE_ARN),
+        ("sqs:SendMessage", DLQ_ARN),
+    )
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_role_has_only_the_managed_policies_sam_attaches(cfn: dict[str, Any],
+                                                                  function_id: str) -> None:
+    role = cfn["Resources"][f"{function_id}Role"]["Properties"]
+    assert set(role["ManagedPolicyArns"]) == MANAGED_POLICIES[function_id]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Action": ["sts:AssumeRole"], "Effect": "Allow",
+        "Principal": {"Service": ["lambda.amazonaws.com"]}}]
+
+
+def test_only_the_queue_consumer_gets_the_sqs_poller_policy(cfn: dict[str, Any]) -> None:
+    # SAM attaches it for an SQS event source; a function without one must not have it
+    consumers = {r["Properties"]["FunctionName"]["Ref"]
+                 for r in of_type(cfn, "AWS::Lambda::EventSourceMapping").values()}
+    holders = {logical_id.removesuffix("Role")
+               for logical_id, r in of_type(cfn, "AWS::IAM::Role").items()
+               if SQS_POLLER_POLICY in r["Properties"].get("ManagedPolicyArns", [])}
+    assert holders == consumers == {"OnReevaluateFunction"}
 
 
 def test_repository_pattern_is_used_in_ecr_repository_arns_only() -> None:
@@ -309,6 +522,7 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "ApprovedTagTemplate": "approved-{digest12}",
         "QuarantinedTagTemplate": "quarantined-{digest12}",
         "PolicyObjectKey": "policy.yaml",
+        "ScanTimeoutMinutes": 60,
         "LogLevel": "INFO",
         "LogRetentionInDays": 90,
     }
@@ -328,6 +542,15 @@ def test_every_default_satisfies_its_own_constraints(cfn: dict[str, Any]) -> Non
             assert re.fullmatch(spec["AllowedPattern"], str(spec["Default"])), name
         if "AllowedValues" in spec:
             assert spec["Default"] in spec["AllowedValues"], name
+        if "MinValue" in spec:
+            assert float(spec["Default"]) >= float(spec["MinValue"]), name
+        if "MaxValue" in spec:
+            assert float(spec["Default"]) <= float(spec["MaxValue"]), name
+
+
+def test_scan_timeout_is_a_number_of_minutes_of_at_least_five(cfn: dict[str, Any]) -> None:
+    spec = cfn["Parameters"]["ScanTimeoutMinutes"]
+    assert (spec["Type"], spec["MinValue"]) == ("Number", 5)
 
 
 @pytest.mark.parametrize(("value", "accepted"), [

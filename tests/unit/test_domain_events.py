@@ -10,7 +10,16 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gatekeeper.domain.events import Ignored, ImageEvent, Kind, MalformedEvent, parse_event
+from gatekeeper.domain.events import (
+    Ignored,
+    ImageEvent,
+    Kind,
+    MalformedEvent,
+    Trigger,
+    parse_event,
+    parse_reevaluation,
+    reevaluation_request,
+)
 from tests.support import EVENTS, load_event
 
 DIGEST = "sha256:9b1a3f6c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
@@ -41,6 +50,10 @@ IGNORED = {
     "ecr-replication-action": "ECR Replication Action",
     "ecr-referrer-action": "ECR Referrer Action",
     "ecr-scan-resource-change": "ECR Scan Resource Change",
+    # Not for the push and scan handlers: the re-evaluation queue and the sweeper take these.
+    "inspector2-finding": "Inspector2 Finding",
+    "s3-policy-object-created": "Object Created",
+    "scheduled-event": "Scheduled Event",
 }
 
 
@@ -381,3 +394,56 @@ def test_a_scan_without_a_readable_status_never_yields_an_image_event(name: str,
                                                                       status: Any) -> None:
     with pytest.raises(MalformedEvent):
         parse_event(load_event(name, scan_status=status))
+
+
+# --- re-evaluation requests ---------------------------------------------------------------------
+
+def test_an_inspector_finding_event_names_the_image_to_reevaluate() -> None:
+    # Given Inspector's finding event about an ECR image
+    event = load_event("inspector2-finding")
+
+    # When it is read from the re-evaluation queue
+    parsed = parse_reevaluation(event)
+
+    # Then it asks for the image named by the event's image ARN, triggered by a finding
+    assert isinstance(parsed, ImageEvent)
+    assert (parsed.kind, parsed.trigger, parsed.repository) == (
+        Kind.REEVALUATE, "finding", "team-a/web")
+    assert parsed.digest == event["resources"][0].rsplit("/", 1)[1]
+
+
+def test_a_finding_event_without_the_envelope_arn_uses_the_detail() -> None:
+    event = load_event("inspector2-finding")
+    event["resources"] = []
+    parsed = parse_reevaluation(event)
+    assert isinstance(parsed, ImageEvent) and parsed.repository == "team-a/web"
+
+
+def test_a_finding_about_an_ec2_instance_is_ignored() -> None:
+    event = load_event("inspector2-finding")
+    event["resources"] = ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"]
+    event["detail"]["resources"] = [{"type": "AWS_EC2_INSTANCE", "id": "i-0abc"}]
+    assert isinstance(parse_reevaluation(event), Ignored)
+
+
+@pytest.mark.parametrize("trigger", [t for t in Trigger])
+def test_a_sweeper_request_round_trips(trigger: Trigger) -> None:
+    digest = "sha256:" + "ab" * 32
+    parsed = parse_reevaluation(reevaluation_request("team-a/web", digest, trigger))
+    assert isinstance(parsed, ImageEvent)
+    assert (parsed.repository, parsed.digest, parsed.trigger, parsed.cause) == (
+        "team-a/web", digest, str(trigger), str(trigger))
+
+
+@pytest.mark.parametrize("message", [
+    None, [], "text",
+    {"schema": "gatekeeper.reevaluate/v1", "repository": "team-a/web",
+     "digest": "sha256:" + "ab" * 32, "trigger": "whim"},
+    {"schema": "gatekeeper.reevaluate/v1", "repository": "Team A",
+     "digest": "sha256:" + "ab" * 32, "trigger": "policy"},
+    {"schema": "gatekeeper.reevaluate/v1", "repository": "team-a/web", "digest": "latest",
+     "trigger": "policy"},
+])
+def test_an_unreadable_request_is_malformed(message: Any) -> None:
+    with pytest.raises(MalformedEvent):
+        parse_reevaluation(message)

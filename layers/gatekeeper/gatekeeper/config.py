@@ -21,6 +21,8 @@ class Config:
     policy_key: str
     markers: MarkerScheme
     policy_cache_seconds: int = 60
+    reevaluation_queue_url: str | None = None  # the sweeper's output
+    scan_timeout_minutes: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -30,8 +32,10 @@ class Config:
             raise ConfigError(f"missing environment variables: {', '.join(missing)}")
         try:
             cache = int(env.get("GATEKEEPER_POLICY_CACHE_SECONDS", "60"))
+            timeout = int(env.get("GATEKEEPER_SCAN_TIMEOUT_MINUTES", "60"))
         except ValueError as err:
-            raise ConfigError("GATEKEEPER_POLICY_CACHE_SECONDS must be an integer") from err
+            raise ConfigError("GATEKEEPER_POLICY_CACHE_SECONDS and "
+                              "GATEKEEPER_SCAN_TIMEOUT_MINUTES must be integers") from err
         try:
             markers = MarkerScheme(
                 approved=env.get("GATEKEEPER_APPROVED_TAG", MarkerScheme.approved),
@@ -46,6 +50,8 @@ class Config:
             policy_key=env.get("GATEKEEPER_POLICY_KEY") or "policy.yaml",
             markers=markers,
             policy_cache_seconds=max(0, cache),
+            reevaluation_queue_url=env.get("GATEKEEPER_REEVALUATION_QUEUE_URL") or None,
+            scan_timeout_minutes=max(1, timeout),
         )
 
 

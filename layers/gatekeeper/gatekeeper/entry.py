@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gatekeeper.domain.events import Ignored, Kind, MalformedEvent, parse_event
+from gatekeeper import sweeper
+from gatekeeper.adapters.queue import ReevaluationQueue
+from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.config import Config
+from gatekeeper.domain.events import (
+    Ignored,
+    ImageEvent,
+    Kind,
+    MalformedEvent,
+    Trigger,
+    parse_event,
+    parse_reevaluation,
+)
 from gatekeeper.observability import MetricUnit, logger, metrics
 from gatekeeper.service import Gatekeeper
 
@@ -56,9 +70,82 @@ def handle_event(event: Any, accept: Collection[Kind],
         _count("EventsFailed")
         raise
     logger.info("event handled", **result.as_dict())
+    _record_metrics(result)
+    return result.as_dict()
+
+
+def _record_metrics(result: Any) -> None:
     if result.status == "judged":
         _count(_VERDICT_METRICS.get(str(result.verdict), "ImagesJudged"))
         _count("VerdictChanges")
     else:
         _count(_RESULT_METRICS.get(result.status, "EventsIgnored"))
-    return result.as_dict()
+
+
+def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, Any]:
+    """An SQS batch of re-evaluation requests and Inspector2 Finding events.
+
+    Messages about the same image are judged once (the queue's batching window is the
+    debounce). A failed image reports its messages as failed, so SQS re-delivers only those
+    and, after the redrive limit, moves them to the dead-letter queue.
+    """
+    by_image: dict[tuple[str, str], tuple[ImageEvent, list[str]]] = {}
+    failures: list[str] = []
+    for record in event.get("Records") or ():
+        message_id = record.get("messageId", "?")
+        try:
+            parsed = parse_reevaluation(json.loads(record.get("body") or "null"))
+        except (MalformedEvent, ValueError) as err:
+            logger.error("unreadable re-evaluation message; it will reach the dead-letter "
+                         "queue", message_id=message_id, reason=str(err))
+            _count("EventsMalformed")
+            failures.append(message_id)
+            continue
+        if isinstance(parsed, Ignored):
+            logger.info("message ignored", message_id=message_id, reason=parsed.reason)
+            _count("EventsIgnored")
+            continue
+        key = (parsed.repository, parsed.digest)
+        first, ids = by_image.get(key, (parsed, []))
+        by_image[key] = (first, [*ids, message_id])
+
+    results = []
+    if any(e.trigger == Trigger.POLICY for e, _ in by_image.values()):
+        # the container may hold the previous version for its cache period: read it now
+        policy = gatekeeper().policies.refresh()
+        logger.info("policy re-read for a new version", policy_version=policy.version)
+    for (repository, digest), (image_event, ids) in by_image.items():
+        try:
+            result = gatekeeper().handle(image_event)
+        except Exception:
+            logger.exception("re-evaluation failed; SQS will retry it", repository=repository,
+                             digest=digest, trigger=image_event.trigger)
+            _count("EventsFailed")
+            failures.extend(ids)
+            continue
+        logger.info("re-evaluated", trigger=image_event.trigger, messages=len(ids),
+                    **result.as_dict())
+        _record_metrics(result)
+        results.append(result.as_dict())
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failures],
+            "results": results}
+
+
+def handle_sweep(event: Any, deps: Callable[[], tuple[VerdictStore, ReevaluationQueue, Config]],
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Any]:
+    """The hourly schedule queues what time changed; a new policy object queues everything."""
+    store, queue, config = deps()
+    source = event.get("source") if isinstance(event, dict) else None
+    if source == "aws.s3":
+        key = ((event.get("detail") or {}).get("object") or {}).get("key")
+        if key != config.policy_key:
+            return {"status": "ignored", "reason": f"object {key!r} is not the policy"}
+        count = sweeper.policy_published(store, queue)
+        _count("PolicyReevaluationsQueued")
+        return {"status": "queued", "trigger": "policy", "count": count}
+    if source == "aws.events":
+        count = sweeper.sweep(store, queue, now(), timedelta(minutes=config.scan_timeout_minutes))
+        metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count, value=count)
+        return {"status": "queued", "trigger": "sweep", "count": count}
+    logger.info("event ignored", reason="not a schedule nor a policy upload", source=source)
+    return {"status": "ignored", "reason": "not a schedule nor a policy upload"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 
 import boto3
@@ -10,12 +11,18 @@ from botocore.config import Config as BotoConfig
 from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
+from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import Config
+from gatekeeper.config import Config, ConfigError
 from gatekeeper.service import Gatekeeper
 
 _BOTO = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
                    read_timeout=20)
+
+
+def now() -> datetime:
+    """The clock every verdict and sweep reads (one place to move it in tests)."""
+    return datetime.now(UTC)
 
 
 def build(config: Config, session: boto3.session.Session | None = None) -> Gatekeeper:
@@ -27,6 +34,7 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
         policies=S3PolicySource(session.client("s3", config=_BOTO), config.policy_bucket,
                                 config.policy_key, config.policy_cache_seconds),
         markers=config.markers,
+        clock=lambda: now(),
     )
 
 
@@ -34,3 +42,15 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
 def gatekeeper() -> Gatekeeper:
     """The container's Gatekeeper, from the environment the template sets."""
     return build(Config.from_env())
+
+
+@cache
+def sweeper() -> tuple[VerdictStore, ReevaluationQueue, Config]:
+    """The sweeper's store and queue, from the environment the template sets."""
+    config = Config.from_env()
+    if not config.reevaluation_queue_url:
+        raise ConfigError("GATEKEEPER_REEVALUATION_QUEUE_URL is not set")
+    session = boto3.session.Session()
+    return (VerdictStore(session.client("dynamodb", config=_BOTO), config.table_name),
+            ReevaluationQueue(session.client("sqs", config=_BOTO),
+                              config.reevaluation_queue_url), config)

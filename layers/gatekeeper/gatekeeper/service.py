@@ -64,6 +64,7 @@ class Notifier(Protocol):
 
 class PolicySource(Protocol):
     def get(self) -> Policy: ...
+    def refresh(self) -> Policy: ...
 
 
 @dataclass(frozen=True)
@@ -222,10 +223,12 @@ class Gatekeeper:
         if record is not None and not changed and record.complete and not retag:
             details_same = (record.reasons == verdict.reasons
                             and record.policy_version == verdict.policy_version)
-            if not details_same:
+            review_at = verdict.review_at.isoformat() if verdict.review_at else None
+            if not details_same or record.review_at != review_at:
                 updated = self._record(record, event, verdict, marker, tags, scan_completed_at,
-                                       settled=True, previous=previous)
-                self.store.put(updated, record.revision, self._history(updated, previous))
+                                       settled=True, previous=record.previous_state)
+                self.store.put(updated, record.revision,
+                               None if details_same else self._history(updated, previous))
             return Result("unchanged", repo, digest, verdict=str(verdict.outcome), marker=marker,
                           reason="verdict unchanged")
 

@@ -42,6 +42,11 @@ class S3PolicySource:
         self._cached = (now, policy)
         return policy
 
+    def refresh(self) -> Policy:
+        """Read the object now, whatever the cache holds (a new version was just published)."""
+        self._cached = None
+        return self.get()
+
     def _load(self) -> Policy:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=self._key)

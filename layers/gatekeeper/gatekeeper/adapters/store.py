@@ -8,6 +8,7 @@ deliveries of the same event racing each other cannot both commit a change.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -201,3 +202,40 @@ class VerdictStore:
             Limit=limit,
         )
         return [HistoryEntry.from_item(item) for item in response.get("Items", [])]
+
+    def records(self, *, due_by: str | None = None, pending_since: str | None = None,
+                judged: bool = False) -> Iterator[ImageRecord]:
+        """Current verdicts matching one of the filters (a paginated Scan of the table).
+
+        ``due_by``: records whose review_at has passed; ``pending_since``: records still
+        PENDING and created before that instant; ``judged``: every judged record.
+        """
+        clauses, values, names = [], {":verdict": {"S": "VERDICT"}}, {"#state": "state"}
+        if due_by is not None:
+            clauses.append("review_at <= :due")
+            values[":due"] = {"S": due_by}
+        if pending_since is not None:
+            clauses.append("#state = :pending AND created_at <= :since")
+            values[":pending"] = {"S": PENDING}
+            values[":since"] = {"S": pending_since}
+        if judged:
+            clauses.append("#state <> :pending_state AND gone = :false")
+            values[":pending_state"] = {"S": PENDING}
+            values[":false"] = {"BOOL": False}
+        if not clauses:
+            return
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :verdict AND "
+                                + (clauses[0] if len(clauses) == 1
+                                   else "(" + " OR ".join(f"({c})" for c in clauses) + ")"),
+            "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names,
+        }
+        while True:
+            page = self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -147,3 +147,47 @@ def _repository(value: Any, kind: Kind) -> str:
     if not (2 <= len(name) <= 256) or not _REPOSITORY.fullmatch(name):
         raise MalformedEvent(f"detail.repository-name is not a repository name: {value!r:.100}")
     return name
+
+
+# --- re-evaluation requests (the re-evaluation queue) ------------------------------------------
+
+_IMAGE_ARN = re.compile(
+    r"arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<repository>.+)/(?P<digest>sha256:[0-9a-f]{64})")
+REQUEST_MARK = "gatekeeper.reevaluate/v1"
+
+
+def reevaluation_request(repository: str, digest: str, trigger: Trigger) -> dict[str, str]:
+    """The message the sweeper puts on the re-evaluation queue."""
+    return {"schema": REQUEST_MARK, "repository": repository, "digest": digest,
+            "trigger": str(trigger)}
+
+
+def parse_reevaluation(message: Any) -> ImageEvent | Ignored:
+    """A re-evaluation request, or an ``Inspector2 Finding`` event about an ECR image."""
+    if not isinstance(message, Mapping):
+        raise MalformedEvent(f"message is {type(message).__name__}, not a JSON object")
+    if message.get("schema") == REQUEST_MARK:
+        trigger = message.get("trigger")
+        if trigger not in Trigger.__members__.values():
+            raise MalformedEvent(f"unknown re-evaluation trigger {trigger!r:.50}")
+        return reevaluation(_repository(message.get("repository"), Kind.REEVALUATE),
+                            _digest(message.get("digest")), Trigger(trigger))
+    if (message.get("source"), message.get("detail-type")) != ("aws.inspector2",
+                                                                "Inspector2 Finding"):
+        return Ignored("not an Inspector2 Finding event nor a re-evaluation request",
+                       _str(message.get("source")), _str(message.get("detail-type")))
+    for resource in message.get("resources") or ():
+        match = _IMAGE_ARN.fullmatch(resource) if isinstance(resource, str) else None
+        if match:
+            event = reevaluation(_repository(match.group("repository"), Kind.REEVALUATE),
+                                 _digest(match.group("digest")), Trigger.FINDING)
+            return event
+    detail = message.get("detail")
+    for resource in (detail.get("resources") if isinstance(detail, Mapping) else None) or ():
+        details = resource.get("details") if isinstance(resource, Mapping) else None
+        image = details.get("awsEcrContainerImage") if isinstance(details, Mapping) else None
+        if isinstance(image, Mapping):
+            return reevaluation(_repository(image.get("repositoryName"), Kind.REEVALUATE),
+                                _digest(image.get("imageHash")), Trigger.FINDING)
+    return Ignored("Inspector2 Finding about something other than an ECR image",
+                   "aws.inspector2", "Inspector2 Finding")

@@ -100,7 +100,7 @@ class Demo:
             _say(note["Message"], 4)
 
     def run(self, scenario: Scenario, scanned: Callable[..., None],
-            push: Callable[..., str]) -> None:
+            push: Callable[..., str]) -> str:
         _say(RULE)
         _say(f"{scenario.title}: {scenario.repository}:{scenario.tag} ({scenario.mutability})")
         _say(RULE)
@@ -135,12 +135,77 @@ class Demo:
                       _event("ecr-image-push", repository_name=scenario.repository,
                              image_digest=digest, image_tag=marker))
         _say()
+        return digest
+
+    def forgery(self, repository: str, digest: str) -> None:
+        _say(RULE)
+        _say(f"Someone pushes the approval marker onto the quarantined {repository} themselves")
+        _say(RULE)
+        forged = f"approved-{digest[7:19]}"
+        manifest = self.ecr.batch_get_image(repositoryName=repository,
+                                            imageIds=[{"imageDigest": digest}])["images"][0]
+        self.ecr.put_image(repositoryName=repository, imageTag=forged,
+                           imageManifest=manifest["imageManifest"])
+        _say(f"tags after the forged push: {', '.join(self.tags(repository, digest))}", 2)
+        self.send("ECR Image Action (PUSH of a forged marker)",
+                  _event("ecr-image-push", repository_name=repository, image_digest=digest,
+                         image_tag=forged))
+        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.show_messages()
+        _say()
+
+    def time_passes(self, repository: str, digest: str, deployment: Any, s3: Any) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from gatekeeper import runtime
+
+        _say(RULE)
+        _say(f"A new policy version grants {repository} exceptions for three days")
+        _say(RULE)
+        expires = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+        text = (ROOT / "policy.yaml").read_text() + "\nexceptions:\n" + "".join(
+            f"  - {{id: {cve}, repositories: ['{repository}'], expires: {expires}, "
+            f"reason: 'patched image ships Friday', owner: appsec@example.com, "
+            f"ticket: SEC-1234}}\n"
+            for cve in ("CVE-2023-4863", "CVE-2023-38545", "CVE-2023-5363"))
+        s3.put_object(Bucket=deployment.policy_bucket, Key="policy.yaml", Body=text.encode())
+        created = _event("s3-policy-object-created")
+        created["detail"]["bucket"]["name"] = deployment.policy_bucket
+        self.send("Object Created (the policy bucket)", created)
+        self.drain(deployment)
+        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.show_messages()
+        _say()
+        _say(RULE)
+        _say("Four days later: the hourly sweep finds the expired exceptions")
+        _say(RULE)
+        later = datetime.now(UTC) + timedelta(days=4)
+        runtime.now = lambda: later  # the demo's clock jumps ahead
+        for delivery in deployment.tick():
+            _say(f"Scheduled Event: {delivery.rule_id} -> {delivery.function_id} -> "
+                 f"{json.dumps(delivery.result)}", 2)
+        self.drain(deployment)
+        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.show_messages()
+        history = runtime.gatekeeper().store.history(repository, digest)
+        _say("verdict history (newest first):", 2)
+        for entry in history:
+            _say(f"{entry.decided_at[:19]}  {entry.state:<23} by {entry.trigger:<11} "
+                 f"policy {entry.policy_version}", 4)
+        _say()
+
+    def drain(self, deployment: Any) -> None:
+        for delivery in deployment.drain():
+            results = (delivery.result or {}).get("results", [])
+            _say(f"ReevaluationQueue -> {delivery.function_id}: {len(results)} image(s)", 2)
+            for result in results:
+                _say(f"-> {json.dumps(result)}", 6)
 
 
 def main() -> int:
     for name, value in {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
                         "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
+                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR",
                         "POWERTOOLS_METRICS_DISABLED": "true"}.items():
         os.environ[name] = value
     os.environ.pop("AWS_PROFILE", None)
@@ -169,8 +234,11 @@ def main() -> int:
              "matches invokes its function in-process with the template's environment.")
         demo = Demo(deployment, boto3.client("ecr", region_name=REGION),
                     boto3.client("sqs", region_name=REGION), queue_url)
+        digests = {}
         for scenario in SCENARIOS:
-            demo.run(scenario, set_scan_result, push_image)
+            digests[scenario.repository] = demo.run(scenario, set_scan_result, push_image)
+        demo.forgery("team-b/api", digests["team-b/api"])
+        demo.time_passes("team-b/api", digests["team-b/api"], deployment, s3)
 
         _say(RULE)
         _say("Events that are not for the gatekeeper")

@@ -25,7 +25,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,10 +45,23 @@ NOT_IN_MOTO = frozenset({
     "AWS::Lambda::EventInvokeConfig",
     "AWS::SQS::QueuePolicy",
     "AWS::S3::BucketPolicy",
+    # moto would poll the queue itself and try to run the function in Docker; here the
+    # consumer runs in-process through LocalDeployment.drain() instead.
+    "AWS::Lambda::EventSourceMapping",
 })
 
 
 # --- the template ---------------------------------------------------------------------------
+
+def _for_moto(resource: dict[str, Any]) -> dict[str, Any]:
+    """Without S3's EventBridge notifications: moto would route them to Lambda targets it
+    can only run in Docker. LocalDeployment.deliver() plays those events instead."""
+    if resource["Type"] != "AWS::S3::Bucket":
+        return resource
+    properties = {k: v for k, v in resource.get("Properties", {}).items()
+                  if k != "NotificationConfiguration"}
+    return {**resource, "Properties": properties}
+
 
 class _CfnLoader(yaml.SafeLoader):
     """A SafeLoader that reads CloudFormation short tags (!Ref, !GetAtt, !Sub...) in long form.
@@ -127,10 +140,11 @@ def transform_template(path: str | Path = "template.yaml",
 @dataclass(frozen=True)
 class Route:
     rule_id: str
-    pattern: dict[str, Any]
+    pattern: dict[str, Any] | None  # None for a schedule
     function_id: str
     module: str  # "functions.on_push.app"
     attribute: str  # "handler"
+    queue_id: str | None = None  # set when the rule feeds a queue the function consumes
 
 
 def _handler_path(code_uri: str, handler: str) -> tuple[str, str]:
@@ -146,21 +160,46 @@ def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml") -> 
     repository root): the transformed template's Code only names an S3 object.
     """
     sam = load_sam_template(template_path)
+    consumers = {}  # queue logical id -> function logical id (SQS event source mappings)
+    for resource in cfn["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            source = resource["Properties"]["EventSourceArn"]
+            if isinstance(source, dict) and "Fn::GetAtt" in source:
+                consumers[source["Fn::GetAtt"][0]] = resource["Properties"]["FunctionName"]["Ref"]
     found = []
     for rule_id, rule in cfn["Resources"].items():
         if rule["Type"] != "AWS::Events::Rule":
             continue
         for target in rule["Properties"].get("Targets", []):
             arn = target["Arn"]
-            function_id = arn.get("Fn::GetAtt", [None])[0] if isinstance(arn, dict) else None
+            target_id = arn.get("Fn::GetAtt", [None])[0] if isinstance(arn, dict) else None
+            queue_id = target_id if target_id in consumers else None
+            function_id = consumers.get(target_id, target_id)
             source = sam["Resources"].get(function_id, {})
             if source.get("Type") != "AWS::Serverless::Function":
                 continue
             settings = _code_settings(sam, source)
             module, attribute = _handler_path(settings["CodeUri"], settings["Handler"])
-            found.append(Route(rule_id, rule["Properties"]["EventPattern"], function_id,
-                               module, attribute))
+            found.append(Route(rule_id, rule["Properties"].get("EventPattern"), function_id,
+                               module, attribute, queue_id))
     return found
+
+
+def _resolve(value: Any, refs: dict[str, str]) -> Any:
+    """``value`` with every {"Ref": name} replaced by its value; unknown names stay."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in refs:
+            return refs[value["Ref"]]
+        return {key: _resolve(item, refs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, refs) for item in value]
+    return value
+
+
+def sqs_batch(bodies: list[str]) -> dict[str, Any]:
+    """The event Lambda's SQS poller passes a function for a batch of message bodies."""
+    return {"Records": [{"messageId": str(uuid.uuid4()), "body": body,
+                         "eventSource": "aws:sqs"} for body in bodies]}
 
 
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -241,13 +280,20 @@ class LocalDeployment:
             for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
             if "LogicalResourceId" in r and "PhysicalResourceId" in r
         }
+        # Patterns name stack resources and parameters ({"Ref": "PolicyBucket"}): resolve
+        # them, or moto's matcher would take the unknown filter as "match anything".
+        values = {**{name: str(spec["Default"]) for name, spec in
+                     cfn.get("Parameters", {}).items() if "Default" in spec},
+                  **self.physical_ids}
+        self.routes = [replace(route, pattern=_resolve(route.pattern, values))
+                       for route in routes]
 
     @classmethod
     def create(cls, template_path: str | Path = "template.yaml", region: str = "us-east-1",
                stack_name: str = STACK_NAME) -> LocalDeployment:
         session = boto3.session.Session(region_name=region)
         cfn = transform_template(template_path, region)
-        local = {**cfn, "Resources": {logical_id: resource
+        local = {**cfn, "Resources": {logical_id: _for_moto(resource)
                                       for logical_id, resource in cfn["Resources"].items()
                                       if resource["Type"] not in NOT_IN_MOTO}}
         s3 = session.client("s3")
@@ -311,7 +357,8 @@ class LocalDeployment:
         """The function's Environment.Variables (Globals merged), as moto resolved them."""
         configuration = self._session.client("lambda").get_function_configuration(
             FunctionName=self.physical_ids[function_id])
-        return dict(configuration.get("Environment", {}).get("Variables", {}))
+        variables = configuration.get("Environment", {}).get("Variables", {})
+        return {name: str(value) for name, value in variables.items()}  # moto keeps numbers
 
     def context(self, function_id: str) -> LambdaContext:
         configuration = self._session.client("lambda").get_function_configuration(
@@ -324,27 +371,70 @@ class LocalDeployment:
             timeout_seconds=int(configuration["Timeout"]),
         )
 
-    def deliver(self, event: dict[str, Any]) -> list[Delivery]:
-        """Run the handler of every rule whose pattern matches ``event``, as EventBridge would.
+    def deliver(self, *events: dict[str, Any]) -> list[Delivery]:
+        """Run the handler of every rule whose pattern matches, as EventBridge would.
 
-        Each call runs with the function's environment (plus AWS_REGION, which Lambda sets),
-        restored afterwards. A handler's exception is captured in its Delivery, not raised.
+        Events for a rule that feeds a queue reach its consuming function as one SQS batch
+        (several events: one batch, as within the queue's batching window). Each call runs
+        with the function's environment (plus AWS_REGION, which Lambda sets), restored
+        afterwards. A handler's exception is captured in its Delivery, not raised.
         """
         deliveries = []
         for route in self.routes:
-            if not matches(route.pattern, event):
-                continue
-            delivery = Delivery(route.rule_id, route.function_id)
-            handler = getattr(importlib.import_module(route.module), route.attribute)
-            env = {**self.environment(route.function_id),
-                   "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-            with _environment(env):
-                try:
-                    delivery.result = handler(event, self.context(route.function_id))
-                except Exception as err:  # a failed invocation is an outcome to report
-                    delivery.error = err
-            deliveries.append(delivery)
+            matching = [e for e in events
+                        if route.pattern is not None and matches(route.pattern, e)]
+            if route.queue_id is not None and matching:
+                batch = sqs_batch([json.dumps(e) for e in matching])
+                deliveries.append(self.invoke(route.function_id, batch, route.rule_id))
+            else:
+                deliveries += [self.invoke(route.function_id, e, route.rule_id)
+                               for e in matching]
         return deliveries
+
+    def tick(self) -> list[Delivery]:
+        """Fire every schedule of the template once."""
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                 "source": "aws.events", "account": "123456789012", "region": self.region,
+                 "time": "2026-01-01T00:00:00Z", "resources": [], "detail": {}}
+        return [self.invoke(route.function_id, event, route.rule_id)
+                for route in self.routes if route.pattern is None]
+
+    def drain(self, queue_id: str = "ReevaluationQueue") -> list[Delivery]:
+        """Receive what is on a queue of the stack and hand it to its consumer in one batch,
+        deleting the messages it did not report as failed (as Lambda's SQS poller does)."""
+        consumer = next((r.function_id for r in self.routes if r.queue_id == queue_id), None)
+        sqs = self._session.client("sqs")
+        url = self.physical_ids[queue_id]
+        messages = []
+        while True:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                break
+            messages += got
+        if not messages or consumer is None:
+            return []
+        batch = {"Records": [{"messageId": m["MessageId"], "body": m["Body"],
+                              "eventSource": "aws:sqs"} for m in messages]}
+        delivery = self.invoke(consumer, batch, queue_id)
+        failed = {f["itemIdentifier"] for f in (delivery.result or {}).get(
+            "batchItemFailures", [])} if delivery.ok else {m["MessageId"] for m in messages}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [delivery]
+
+    def invoke(self, function_id: str, event: dict[str, Any], source: str) -> Delivery:
+        route = next(r for r in self.routes if r.function_id == function_id)
+        delivery = Delivery(source, function_id)
+        handler = getattr(importlib.import_module(route.module), route.attribute)
+        env = {**self.environment(function_id),
+               "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        with _environment(env):
+            try:
+                delivery.result = handler(event, self.context(function_id))
+            except Exception as err:  # a failed invocation is an outcome to report
+                delivery.error = err
+        return delivery
 
     def subscribe_queue(self, filter_policy: dict[str, Any] | None = None) -> str:
         """A new SQS queue subscribed to the verdict topic (SNS envelope, MessageAttributes

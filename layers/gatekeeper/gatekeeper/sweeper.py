@@ -1,0 +1,41 @@
+"""Keeping verdicts true over time: find the images whose verdict time or a new policy can
+change, and queue them for re-evaluation (OnReevaluateFunction does the judging)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from gatekeeper.adapters.queue import ReevaluationQueue
+from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.domain.events import Trigger, reevaluation_request
+from gatekeeper.observability import logger
+
+
+def due(store: VerdictStore, now: datetime, scan_timeout: timedelta
+        ) -> Iterator[dict[str, str]]:
+    """Verdicts whose exception expired or grace period ended; images waiting too long for a
+    scan."""
+    since = (now - scan_timeout).isoformat()
+    for record in store.records(due_by=now.isoformat(), pending_since=since):
+        trigger = Trigger.SCAN_TIMEOUT if not record.judged else Trigger.EXPIRY
+        yield reevaluation_request(record.repository, record.digest, trigger)
+
+
+def everything(store: VerdictStore) -> Iterator[dict[str, str]]:
+    """Every judged image, for a new policy version."""
+    for record in store.records(judged=True):
+        yield reevaluation_request(record.repository, record.digest, Trigger.POLICY)
+
+
+def sweep(store: VerdictStore, queue: ReevaluationQueue, now: datetime,
+          scan_timeout: timedelta) -> int:
+    sent = queue.send(due(store, now, scan_timeout))
+    logger.info("sweep queued re-evaluations", count=sent)
+    return sent
+
+
+def policy_published(store: VerdictStore, queue: ReevaluationQueue) -> int:
+    sent = queue.send(everything(store))
+    logger.info("new policy: queued every judged image", count=sent)
+    return sent
