@@ -179,3 +179,33 @@ def test_remove_tag_reports_per_image_failures_returned_with_http_200(ecr: Any) 
          "failureReason": "kms"}]})
     with stubber, pytest.raises(UnsafeUntag, match="kms"):
         EcrImages(ecr).remove_tag(REPO, DIGEST, "approved-9b9b9b9b9b9b")
+
+
+@pytest.mark.parametrize("storage_class", ["ARCHIVE", "STANDARD"])
+def test_storage_class_change_names_the_digest(ecr: Any, storage_class: str) -> None:
+    # moto does not model UpdateImageStorageClass: the request shape is checked by Stubber
+    stubber = Stubber(ecr)
+    status = "ARCHIVED" if storage_class == "ARCHIVE" else "ACTIVATING"
+    stubber.add_response("update_image_storage_class",
+                         {"repositoryName": REPO, "imageId": {"imageDigest": DIGEST},
+                          "imageStatus": status},
+                         {"repositoryName": REPO, "imageId": {"imageDigest": DIGEST},
+                          "targetStorageClass": storage_class})
+    with stubber:
+        assert EcrImages(ecr).set_storage_class(REPO, DIGEST, storage_class) is True
+    stubber.assert_no_pending_responses()
+
+
+def test_an_image_ecr_cannot_archive_keeps_its_marker_only(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_client_error("update_image_storage_class",
+                             "ImageStorageClassUpdateNotSupportedException", "not supported")
+    with stubber:
+        assert EcrImages(ecr).set_storage_class(REPO, DIGEST, "ARCHIVE") is False
+
+
+def test_archiving_a_vanished_image_is_image_gone(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_client_error("update_image_storage_class", "ImageNotFoundException", "gone")
+    with stubber, pytest.raises(ImageGone):
+        EcrImages(ecr).set_storage_class(REPO, DIGEST, "ARCHIVE")

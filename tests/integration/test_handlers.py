@@ -629,3 +629,53 @@ def test_failures_are_counted_and_logged_before_they_reach_the_dlq(world: World,
     with pytest.raises(ScanNotReady):
         on_scan(scan_event(repo, digest), context)
     assert any("event failed" in str(r.msg) for r in caplog.records if r.levelname == "ERROR")
+
+
+# --- enforcement: archive ---------------------------------------------------------------------
+
+def test_archive_enforcement_archives_a_quarantine_and_restores_an_approval(
+        world: World, context: Any) -> None:
+    # Given a policy that archives quarantined images of team-a, and ECR's storage-class API
+    # (which moto does not model) answered by a hook that records each request
+    world.publish_policy(STRICT + "  enforcement: archive\n")
+    calls: list[dict[str, Any]] = []
+
+    def storage_class(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse
+        calls.append(json.loads(params["body"]))
+        return AWSResponse("https://ecr", 200, {}, None), {"imageStatus": "ARCHIVED"}
+
+    world.session.events.register("before-call.ecr.UpdateImageStorageClass", storage_class)
+    runtime.gatekeeper.cache_clear()
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+
+    # When the image is quarantined, Then it is tagged and archived (pulls now fail)
+    world.scanned(repo, digest, "basic-critical")
+    on_scan(scan_event(repo, digest), context)
+    assert [c["targetStorageClass"] for c in calls] == ["ARCHIVE"]
+    assert calls[0]["imageId"] == {"imageDigest": digest}
+    assert world.gatekeeper().store.get(repo, digest).archived
+
+    # When a duplicate scan event arrives, Then nothing is archived twice
+    on_scan(scan_event(repo, digest), context)
+    assert len(calls) == 1
+
+    # When a rescan approves it, Then it is restored and tagged approved
+    world.scanned(repo, digest, "basic-clean")
+    on_scan(scan_event(repo, digest), context)
+    assert [c["targetStorageClass"] for c in calls] == ["ARCHIVE", "STANDARD"]
+    assert not world.gatekeeper().store.get(repo, digest).archived
+    assert world.tags(repo, digest) == sorted(["v1", approved(digest)])
+
+
+def test_tag_enforcement_never_touches_the_storage_class(world: World, context: Any) -> None:
+    calls: list[str] = []
+    world.session.events.register("before-call.ecr.UpdateImageStorageClass",
+                                  lambda **_: calls.append("called"))
+    runtime.gatekeeper.cache_clear()
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-critical")
+    on_scan(scan_event(repo, digest), context)
+    assert calls == []

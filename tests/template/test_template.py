@@ -424,7 +424,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
 
     # Then each API the adapters call is granted on its own resource only
     for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
-                   "ecr:PutImage", "ecr:BatchDeleteImage"):
+                   "ecr:PutImage", "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass"):
         assert grants(statements, action) == [repositories], action
     for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
         assert grants(statements, action) == [TABLE_ARN], action
@@ -443,7 +443,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     expected = pairs(
         *((a, repositories) for a in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages",
                                       "ecr:BatchGetImage", "ecr:PutImage",
-                                      "ecr:BatchDeleteImage")),
+                                      "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass")),
         ("dynamodb:GetItem", TABLE_ARN), ("dynamodb:PutItem", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),

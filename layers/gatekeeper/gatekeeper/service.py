@@ -30,7 +30,7 @@ from gatekeeper.domain.notification import (
     verdict_notification,
 )
 from gatekeeper.domain.policy import Policy
-from gatekeeper.domain.verdict import Verdict
+from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.observability import logger
 
 # Scan states that end a scan without findings to judge: the policy's on_scan_failure applies.
@@ -50,6 +50,7 @@ class Images(Protocol):
     def add_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def remove_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def tags(self, repository: str, digest: str) -> list[str]: ...
+    def set_storage_class(self, repository: str, digest: str, storage_class: str) -> bool: ...
 
 
 class Store(Protocol):
@@ -218,8 +219,11 @@ class Gatekeeper:
                      if not self.markers.parse(t))
         tags = tuple(dict.fromkeys(tags))
 
-        # Tags to change: a new marker, or one that monitor mode left unwritten.
-        retag = not verdict.monitor and record is not None and record.marker != marker
+        # Enforcement to redo: a marker monitor mode left unwritten, an archive now asked for.
+        retag = not verdict.monitor and record is not None and (
+            record.marker != marker
+            or (verdict.enforcement == "archive" and verdict.outcome is Outcome.QUARANTINED
+                and not record.archived))
         if record is not None and not changed and record.complete and not retag:
             details_same = (record.reasons == verdict.reasons
                             and record.policy_version == verdict.policy_version)
@@ -247,6 +251,9 @@ class Gatekeeper:
         try:
             remaining = (committed.stale_markers if verdict.monitor else
                          self._enforce(repo, digest, marker, committed.stale_markers))
+            archived = committed.archived
+            if not verdict.monitor:
+                archived = self._storage(repo, digest, verdict, committed.archived)
         except ImageGone as gone:
             logger.warning("image deleted before it could be tagged", repository=repo,
                            digest=digest, reason=str(gone))
@@ -262,13 +269,29 @@ class Gatekeeper:
             message_id = self.notifier.publish(notification)
             logger.info("verdict notified", repository=repo, digest=digest,
                         verdict=verdict.outcome, message_id=message_id)
-        self.store.put(replace(committed, settled=True, stale_markers=remaining),
-                       committed.revision)
+        self.store.put(replace(committed, settled=True, stale_markers=remaining,
+                               archived=archived), committed.revision)
         if not changed:  # the same verdict, now enforced by its marker
             return Result("enforced", repo, digest, verdict=str(verdict.outcome),
                           marker=marker, reason="verdict unchanged; marker written")
         return Result("judged", repo, digest, verdict=str(verdict.outcome), previous=previous,
                       marker=marker, notified=True)
+
+    def _storage(self, repo: str, digest: str, verdict: Verdict, archived: bool) -> bool:
+        """With enforcement: archive, a quarantined image is archived so that pulls fail, and
+        restored once approved. Returns whether the image is (left) archived by us."""
+        if verdict.outcome is Outcome.QUARANTINED and verdict.enforcement == "archive":
+            if self.images.set_storage_class(repo, digest, "ARCHIVE"):
+                logger.info("image archived", repository=repo, digest=digest)
+                return True
+            logger.warning("image cannot be archived; its marker still marks it", repository=repo,
+                           digest=digest)
+            return False
+        if archived and verdict.outcome.approved:
+            self.images.set_storage_class(repo, digest, "STANDARD")
+            logger.info("image restored from the archive", repository=repo, digest=digest)
+            return False
+        return archived
 
     def _enforce(self, repo: str, digest: str, marker: str | None,
                  stale: tuple[str, ...]) -> tuple[str, ...]:

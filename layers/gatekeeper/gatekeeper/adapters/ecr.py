@@ -144,6 +144,21 @@ class EcrImages:
                 raise UnsafeUntag(f"untag {tag} failed: {failure.get('failureReason')}")
         return bool(response.get("imageIds"))
 
+    def set_storage_class(self, repository: str, digest: str, storage_class: str) -> bool:
+        """ARCHIVE (pulls fail) or STANDARD (restore); False when ECR cannot do it for this
+        image (ImageStorageClassUpdateNotSupportedException): the marker still stands."""
+        try:
+            self._ecr.update_image_storage_class(
+                repositoryName=repository, imageId={"imageDigest": digest},
+                targetStorageClass=storage_class)
+        except ClientError as err:
+            if _code(err) == "ImageStorageClassUpdateNotSupportedException":
+                return False
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
+        return True
+
     def tags(self, repository: str, digest: str) -> list[str]:
         try:
             described = self._ecr.describe_images(

@@ -48,6 +48,7 @@ class ImageRecord:
     # ending) can change this verdict: the sweeper re-evaluates it then
     created_at: str | None = None  # first seen (push or scan): the scan timeout counts from it
     previous_state: str | None = None  # the verdict before this one (for a retried notice)
+    archived: bool = False  # moved to the ARCHIVE storage class by the gatekeeper
 
     @property
     def judged(self) -> bool:
@@ -75,6 +76,7 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         "reasons": list(record.reasons),
         "counts": dict(record.counts),
         "gone": record.gone,
+        "archived": record.archived,
     }
     for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
                  "scan_completed_at", "decided_at", "trigger", "review_at", "created_at",
@@ -111,6 +113,7 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         review_at=plain.get("review_at"),
         created_at=plain.get("created_at"),
         previous_state=plain.get("previous_state"),
+        archived=bool(plain.get("archived", False)),
     )
 
 

@@ -150,6 +150,7 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
                                   if e.active(now) and e.expires <= window),
         matched_rule=rules.matched,
         mode=rules.mode,
+        enforcement=rules.enforcement,
         review_at=review_at,
     )
 
@@ -167,4 +168,5 @@ def scan_failed(policy: Policy, repository: str, status: str,
         scan_status=status,
         matched_rule=rules.matched,
         mode=rules.mode,
+        enforcement=rules.enforcement,
     )

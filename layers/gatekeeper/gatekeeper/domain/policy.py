@@ -62,6 +62,7 @@ class Rules:
     block_if_epss_at_least: float | None = None
     grace_days: Mapping[Severity, int] = field(default_factory=dict)
     mode: str = ENFORCE
+    enforcement: str = "tag"  # or "archive": quarantined images also leave STANDARD storage
     matched: str = "default"
 
     def scan_failure_outcome(self, state: str) -> Outcome:
@@ -199,7 +200,7 @@ def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
         value = raw["on_scan_failure"]
         choices = {"default": value} if isinstance(value, str) else value
         settings["on_scan_failure"] = {state: _CHOICES[c] for state, c in choices.items()}
-    for name in ("ignore_unfixed", "block_if_exploit_available", "mode"):
+    for name in ("ignore_unfixed", "block_if_exploit_available", "mode", "enforcement"):
         if name in raw:
             settings[name] = raw[name]
     for name in ("min_score", "block_if_epss_at_least"):

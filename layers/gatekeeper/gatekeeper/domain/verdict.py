@@ -108,6 +108,7 @@ class Verdict:
     scan_status: str = "COMPLETE"
     matched_rule: str = "default"
     mode: str = "enforce"
+    enforcement: str = "tag"  # "archive": a quarantined image is archived (pulls fail)
     review_at: datetime | None = None  # when an exception expires or a grace period ends
 
     @property
