@@ -211,9 +211,10 @@ class Gatekeeper:
             marker = record.marker if record is not None else None
         else:
             marker = self.markers.tag_for(verdict.outcome, digest)
-        previous = record.state if record is not None and record.judged else None
-        if record is not None and not record.settled and record.state == verdict.outcome:
-            previous = record.previous_state  # a retry finishing an interrupted change
+        prior = record.state if record is not None and record.judged else None
+        # What subscribers were last told: an interrupted change was never announced.
+        previous = (record.previous_state if record is not None and not record.settled
+                    else prior)
         changed = previous != verdict.outcome
         tags = tuple(t for t in (record.tags if record else ()) + event.tags
                      if not self.markers.parse(t))
@@ -240,13 +241,18 @@ class Gatekeeper:
         if record is not None and record.marker and record.marker != marker:
             stale.add(record.marker)
         stale.discard(marker or "")
-        pending = self._record(record, event, verdict, marker, tags, scan_completed_at,
-                               settled=False, previous=previous, stale=tuple(sorted(stale)))
-        committed = self.store.put(pending, record.revision if record else None,
-                                   self._history(pending, previous))
-        logger.info("verdict committed", repository=repo, digest=digest,
-                    verdict=str(verdict.outcome), previous=previous, reasons=list(verdict.reasons),
-                    policy_version=verdict.policy_version)
+        if (record is not None and not record.settled and record.state == verdict.outcome
+                and record.marker == marker):
+            committed = record  # a redelivery resuming an interrupted change: no new commit
+        else:
+            pending = self._record(record, event, verdict, marker, tags, scan_completed_at,
+                                   settled=False, previous=previous,
+                                   stale=tuple(sorted(stale)))
+            committed = self.store.put(pending, record.revision if record else None,
+                                       self._history(pending, prior))
+            logger.info("verdict committed", repository=repo, digest=digest,
+                        verdict=str(verdict.outcome), previous=prior,
+                        reasons=list(verdict.reasons), policy_version=verdict.policy_version)
 
         try:
             remaining = (committed.stale_markers if verdict.monitor else
@@ -261,10 +267,11 @@ class Gatekeeper:
             return Result("image-gone", repo, digest, verdict=str(verdict.outcome),
                           reason=str(gone))
 
-        if changed or (record is not None and not record.settled):
+        if changed:
             notification = verdict_notification(
                 ImageRef(repo, digest, tags, event.account, event.region), verdict,
                 previous=previous, marker=marker, trigger=event.cause, tags=tags,
+                verdict_id=f"{digest[7:19]}-{committed.revision}",
             )
             message_id = self.notifier.publish(notification)
             logger.info("verdict notified", repository=repo, digest=digest,

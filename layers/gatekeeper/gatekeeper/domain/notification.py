@@ -53,6 +53,7 @@ def verdict_notification(
     marker: str | None,
     trigger: str,
     tags: Sequence[str] = (),
+    verdict_id: str = "",
 ) -> Notification:
     shown_tags = ", ".join(tags) if tags else "(untagged)"
     name = f"{image.repository}:{tags[0]}" if tags else image.short
@@ -91,6 +92,8 @@ def verdict_notification(
             "scan_status": verdict.scan_status,
             "trigger": trigger,
             "mode": verdict.mode,
+            # the same for every delivery of one verdict: lets subscribers drop duplicates
+            "verdict_id": verdict_id,
         },
     )
 
