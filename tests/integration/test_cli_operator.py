@@ -655,3 +655,29 @@ def test_endpoint_url_reaches_a_moto_server(remote: dict[str, Any], gatekeeper: 
     tags = remote["client"]("ecr").describe_images(
         repositoryName="srv/api", imageIds=[{"imageDigest": risky}])["imageDetails"][0]
     assert quarantined(risky) in tags["imageTags"]
+
+
+def test_replay_dlq_reevaluates_requests_redriven_from_the_reevaluation_queue(
+        world: World, monkeypatch: pytest.MonkeyPatch, gatekeeper: Any) -> None:
+    # Given a sweeper request that failed five times on the re-evaluation queue (SQS moved it
+    # to the dead-letter queue) and an hourly schedule event EventBridge could not deliver
+    from gatekeeper.domain.events import Trigger, reevaluation_request
+
+    url = dead_letter_queue(world, monkeypatch)
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-critical")
+    sqs = world.session.client("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
+        reevaluation_request(repo, digest, Trigger.EXPIRY)))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(load_event("scheduled-event")))
+
+    # When the queue is replayed
+    run = gatekeeper("replay-dlq")
+
+    # Then the request is re-evaluated and deleted; the schedule is kept for a person
+    assert store(world).get(repo, digest).state == "QUARANTINED"
+    assert store(world).get(repo, digest).trigger == "expiry"
+    assert "re-evaluated (expiry): team-a/web@" in run.out
+    assert len(queued(sqs, url)) == 1
+    assert run.out.splitlines()[-1] == "2 message(s): replayed 1, still failing 0, kept 1"

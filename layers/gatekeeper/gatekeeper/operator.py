@@ -32,11 +32,14 @@ from gatekeeper.adapters.ecr import ImageGone
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord, VerdictStore
 from gatekeeper.config import Config
 from gatekeeper.domain.events import (
+    REQUEST_MARK,
     Ignored,
+    ImageEvent,
     Kind,
     MalformedEvent,
     Trigger,
     parse_event,
+    parse_reevaluation,
     reevaluation,
 )
 from gatekeeper.domain.markers import MarkerScheme
@@ -666,10 +669,14 @@ def read_letter(body: str, attributes: Mapping[str, Any] | None = None) -> Lette
         error = ": ".join(x for x in (code, message) if x) or None
         return Letter(data, "the event itself" + (" (EventBridge delivery failure)"
                                                   if code or message else ""), error)
+    if isinstance(data, dict) and data.get("schema") == REQUEST_MARK:
+        return Letter(data, "the re-evaluation queue (redriven)")
     return Letter(None, "neither an EventBridge event nor a Lambda failure record")
 
 
 def _describe_event(event: Mapping[str, Any]) -> str:
+    if event.get("schema") == REQUEST_MARK:
+        return f"re-evaluation request {event.get('repository')}@{str(event.get('digest'))[:19]}"
     detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
     repo, digest = detail.get("repository-name"), detail.get("image-digest")
     where = f" {repo}@{str(digest)[:19]}" if repo and digest else ""
@@ -733,13 +740,14 @@ def _replay_one(message: Mapping[str, Any], accept: set[Kind],
         return "kept", f"kept: unknown message ({letter.origin}); left in the queue"
     what = _describe_event(letter.event)
     was = f" (failed with {_one_line_text(letter.error)})" if letter.error else ""
+    if letter.event.get("schema") == REQUEST_MARK:
+        return _replay_reevaluation(letter, what, "a re-evaluation request", gatekeeper, dry_run)
     try:
         parsed = parse_event(letter.event)
     except MalformedEvent as err:
         return "failing", f"still failing: {what}: malformed event: {err}{was}"
     if isinstance(parsed, Ignored):
-        return "kept", (f"kept: {what} from {letter.origin} is not an ECR push or scan event "
-                        f"this command replays ({parsed.reason})")
+        return _replay_reevaluation(letter, what, parsed.reason, gatekeeper, dry_run)
     if dry_run:
         return "replayed", f"would replay: {what} from {letter.origin}{was}"
     try:
@@ -750,6 +758,27 @@ def _replay_one(message: Mapping[str, Any], accept: set[Kind],
         metrics.clear_metrics()  # the CLI publishes no metrics (they would print to stdout)
     verdict = f" {result['verdict']}" if result.get("verdict") else ""
     return "replayed", f"replayed: {what} -> {result.get('status')}{verdict}"
+
+
+def _replay_reevaluation(letter: Any, what: str, reason: str,
+                         gatekeeper: Callable[[], Gatekeeper], dry_run: bool) -> tuple[str, str]:
+    """A message redriven from the re-evaluation queue: a sweeper request or an Inspector2
+    Finding event. Anything else (a schedule, an S3 event) is kept for a person to look at."""
+    try:
+        request = parse_reevaluation(letter.event)
+    except MalformedEvent as err:
+        return "failing", f"still failing: {what}: malformed request: {err}"
+    if not isinstance(request, ImageEvent):
+        return "kept", (f"kept: {what} from {letter.origin} is not an ECR push or scan event "
+                        f"this command replays ({reason})")
+    if dry_run:
+        return "replayed", f"would re-evaluate: {request.repository}@{request.digest[:19]}"
+    try:
+        result = gatekeeper().handle(request)
+    except Exception as err:
+        return "failing", f"still failing: {what}: {_one_line(err)}"
+    return "replayed", (f"re-evaluated ({request.trigger}): {request.repository}@"
+                        f"{request.digest[:19]} -> {result.status} {result.verdict or ''}")
 
 
 def _one_line_text(text: str | None) -> str:
