@@ -81,21 +81,18 @@ def verdict_notification(
     url = image.console_url()
     if url:
         lines += ["", f"Console: {url}"]
-    return Notification(
-        subject=subject,
-        message="\n".join(lines),
-        attributes={
-            "verdict": str(verdict.outcome),
-            "previous_verdict": previous or "NONE",
-            "repository": image.repository,
-            "highest_severity": verdict.highest_severity or "NONE",
-            "scan_status": verdict.scan_status,
-            "trigger": trigger,
-            "mode": verdict.mode,
-            # the same for every delivery of one verdict: lets subscribers drop duplicates
-            "verdict_id": verdict_id,
-        },
-    )
+    attributes = {
+        "verdict": str(verdict.outcome),
+        "previous_verdict": previous or "NONE",
+        "repository": image.repository,
+        "highest_severity": verdict.highest_severity or "NONE",
+        "scan_status": verdict.scan_status,
+        "trigger": trigger,
+        "mode": verdict.mode,
+    }
+    if verdict_id:  # the same for every delivery of one verdict: subscribers drop duplicates
+        attributes["verdict_id"] = verdict_id
+    return Notification(subject=subject, message="\n".join(lines), attributes=attributes)
 
 
 def forgery_notification(image: ImageRef, tag: str, *, removed: bool,
