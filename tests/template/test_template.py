@@ -426,7 +426,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
                    "ecr:PutImage", "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass"):
         assert grants(statements, action) == [repositories], action
-    for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"):
         assert grants(statements, action) == [TABLE_ARN], action
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
     for action in ("s3:GetObject", "s3:GetObjectVersion"):
@@ -445,6 +445,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
                                       "ecr:BatchGetImage", "ecr:PutImage",
                                       "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass")),
         ("dynamodb:GetItem", TABLE_ARN), ("dynamodb:PutItem", TABLE_ARN),
+        ("dynamodb:Query", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
         ("s3:GetObjectVersion", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gatekeeper.adapters.ecr import ImageGone, ScanResult, UnsafeUntag
+from gatekeeper.adapters.ecr import ImageGone, Platform, ScanResult, UnsafeUntag
 from gatekeeper.adapters.store import PENDING, Conflict, HistoryEntry, ImageRecord
 from gatekeeper.domain.events import ImageEvent, Kind, Trigger, reevaluation
 from gatekeeper.domain.markers import MarkerScheme
@@ -51,12 +51,15 @@ class Images(Protocol):
     def remove_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def tags(self, repository: str, digest: str) -> list[str]: ...
     def set_storage_class(self, repository: str, digest: str, storage_class: str) -> bool: ...
+    def platforms(self, repository: str, digest: str) -> list[Platform] | None: ...
 
 
 class Store(Protocol):
     def get(self, repository: str, digest: str) -> ImageRecord | None: ...
     def put(self, record: ImageRecord, expected_revision: int | None,
             history: HistoryEntry | None = None) -> ImageRecord: ...
+    def link(self, repository: str, platform_digest: str, index_digest: str) -> None: ...
+    def indexes(self, repository: str, digest: str) -> list[str]: ...
 
 
 class Notifier(Protocol):
@@ -105,11 +108,22 @@ class Gatekeeper:
     def handle(self, event: ImageEvent) -> Result:
         for _ in range(_MAX_CONFLICT_RETRIES):
             try:
-                return self._handle(event)
+                result = self._handle(event)
             except Conflict:
                 logger.info("concurrent update, re-reading", repository=event.repository,
                             digest=event.digest)
+            else:
+                if result.status == "judged":
+                    self._follow_indexes(event)
+                return result
         raise Conflict(f"{event.repository}@{event.digest}: too many concurrent updates")
+
+    def _follow_indexes(self, event: ImageEvent) -> None:
+        """A platform image changed verdict: the image indexes referencing it follow."""
+        for index in self.store.indexes(event.repository, event.digest):
+            logger.info("re-judging an image index after a platform image changed",
+                        repository=event.repository, index=index, platform_image=event.digest)
+            self.handle(reevaluation(event.repository, index, Trigger.PLATFORM))
 
     def _handle(self, event: ImageEvent) -> Result:
         repo, digest = event.repository, event.digest
@@ -127,6 +141,9 @@ class Gatekeeper:
                               reason="image already judged; a tag was added to it")
 
         try:
+            platforms = self._platforms(event, record)
+            if platforms is not None:
+                return self._judge_index(event, record, platforms)
             scan = self.images.scan(repo, digest)
         except ImageGone as gone:
             logger.warning("image gone before it could be judged", repository=repo,
@@ -155,6 +172,37 @@ class Gatekeeper:
             return Result("stale", repo, digest, verdict=record.state,
                           reason="scan older than the recorded verdict")
         return self._apply(event, record, verdict, completed)
+
+    def _platforms(self, event: ImageEvent, record: ImageRecord | None) -> list[Platform] | None:
+        """The platform images when this digest is an image index (read once, on its push)."""
+        if record is not None and record.platforms:
+            return [Platform(d, p) for d, p in record.platforms]
+        if event.kind is Kind.PUSH and (record is None or not record.judged):
+            return self.images.platforms(event.repository, event.digest)
+        return None
+
+    def _judge_index(self, event: ImageEvent, record: ImageRecord | None,
+                     platforms: list[Platform]) -> Result:
+        repo, digest = event.repository, event.digest
+        if record is None or not record.platforms:
+            for platform in platforms:
+                self.store.link(repo, platform.digest, digest)
+            now = self._now()
+            base = record or ImageRecord(repo, digest, tags=event.tags, trigger=event.cause,
+                                         decided_at=now, created_at=now)
+            record = self.store.put(
+                replace(base, platforms=tuple((p.digest, p.platform) for p in platforms)),
+                record.revision if record else None)
+        judged = [(p, self.store.get(repo, p.digest)) for p in platforms]
+        waiting = [p.platform for p, child in judged if child is None or not child.judged]
+        if waiting:
+            logger.info("image index pending", repository=repo, digest=digest, waiting=waiting)
+            return Result("pending", repo, digest, verdict=PENDING,
+                          reason=f"image index waiting for {', '.join(waiting)}")
+        verdict = self.policies.get().index(repo, [
+            (p.platform, p.digest, child.state, child.reasons)
+            for p, child in judged if child is not None])
+        return self._apply(event, record, verdict, None)
 
     def _verdict(self, event: ImageEvent, scan: ScanResult | None, policy: Policy,
                  now: datetime) -> Verdict | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,18 @@ MANIFEST_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v1+json",
 ]
 _GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
+INDEX_MEDIA_TYPES = frozenset({
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+})
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One platform image an image index references."""
+
+    digest: str
+    platform: str  # "linux/arm64/v8"
 
 
 class ImageGone(Exception):
@@ -158,6 +171,35 @@ class EcrImages:
                 raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
             raise
         return True
+
+    def platforms(self, repository: str, digest: str) -> list[Platform] | None:
+        """The platform images of an image index (attestations left out); None when the
+        image is a single-platform image."""
+        response = self._ecr.batch_get_image(
+            repositoryName=repository, imageIds=[{"imageDigest": digest}],
+            acceptedMediaTypes=MANIFEST_MEDIA_TYPES)
+        images = response.get("images") or []
+        if not images:
+            raise ImageGone(f"{repository}@{digest}: not found")
+        try:
+            manifest = json.loads(images[0].get("imageManifest") or "{}")
+        except ValueError:
+            return None
+        media_type = images[0].get("imageManifestMediaType") or manifest.get("mediaType")
+        if media_type not in INDEX_MEDIA_TYPES:
+            return None
+        found = []
+        for entry in manifest.get("manifests") or ():
+            annotations = entry.get("annotations") or {}
+            if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+                continue
+            platform = entry.get("platform") or {}
+            name = "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"),
+                                             platform.get("variant")) if p)
+            if name == "unknown/unknown" or not entry.get("digest"):
+                continue
+            found.append(Platform(str(entry["digest"]), name or "unknown"))
+        return found
 
     def tags(self, repository: str, digest: str) -> list[str]:
         try:

@@ -49,6 +49,7 @@ class ImageRecord:
     created_at: str | None = None  # first seen (push or scan): the scan timeout counts from it
     previous_state: str | None = None  # the verdict before this one (for a retried notice)
     archived: bool = False  # moved to the ARCHIVE storage class by the gatekeeper
+    platforms: tuple[tuple[str, str], ...] = ()  # an image index: (digest, platform) pairs
 
     @property
     def judged(self) -> bool:
@@ -77,6 +78,7 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         "counts": dict(record.counts),
         "gone": record.gone,
         "archived": record.archived,
+        "platforms": [list(p) for p in record.platforms],
     }
     for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
                  "scan_completed_at", "decided_at", "trigger", "review_at", "created_at",
@@ -114,6 +116,7 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         created_at=plain.get("created_at"),
         previous_state=plain.get("previous_state"),
         archived=bool(plain.get("archived", False)),
+        platforms=tuple((str(d), str(p)) for d, p in plain.get("platforms") or ()),
     )
 
 
@@ -193,6 +196,21 @@ class VerdictStore:
                 raise Conflict(f"{record.repository}@{record.digest} changed concurrently") from err
             raise
         return new
+
+    def link(self, repository: str, platform_digest: str, index_digest: str) -> None:
+        """Remember that an image index references this platform image."""
+        self._ddb.put_item(TableName=self._table, Item={
+            "pk": {"S": f"IMAGE#{repository}@{platform_digest}"},
+            "sk": {"S": f"INDEX#{index_digest}"}})
+
+    def indexes(self, repository: str, digest: str) -> list[str]:
+        """The image indexes that reference this platform image."""
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :index)",
+            ExpressionAttributeValues={":pk": {"S": f"IMAGE#{repository}@{digest}"},
+                                       ":index": {"S": "INDEX#"}})
+        return [item["sk"]["S"].removeprefix("INDEX#") for item in response.get("Items", [])]
 
     def history(self, repository: str, digest: str, limit: int = 50) -> list[HistoryEntry]:
         """The image's verdict changes, newest first."""

@@ -170,3 +170,25 @@ def scan_failed(policy: Policy, repository: str, status: str,
         mode=rules.mode,
         enforcement=rules.enforcement,
     )
+
+
+def index_verdict(policy: Policy, repository: str,
+                  platforms: list[tuple[str, str, str, tuple[str, ...]]]) -> Verdict:
+    """An image index follows its platform images: quarantined if any is, approved with
+    warnings if any is, approved only when every one is. ``platforms``: (platform, digest,
+    verdict, reasons) of each, all judged."""
+    rules = policy.rules_for(repository)
+    states = {state for _, _, state, _ in platforms}
+    if Outcome.QUARANTINED in states:
+        outcome = Outcome.QUARANTINED
+    elif Outcome.APPROVED_WITH_WARNINGS in states:
+        outcome = Outcome.APPROVED_WITH_WARNINGS
+    else:
+        outcome = Outcome.APPROVED
+    reasons = tuple(
+        f"{platform} ({digest[:19]}): {state}" + (f": {reasons[0]}" if reasons else "")
+        for platform, digest, state, reasons in sorted(platforms))
+    return Verdict(outcome=outcome, reasons=reasons or ("an image index of no platform image",),
+                   policy_version=policy.version, scan_status="IMAGE_INDEX",
+                   matched_rule=rules.matched, mode=rules.mode,
+                   enforcement=rules.enforcement)

@@ -36,6 +36,7 @@ class Trigger(enum.StrEnum):
     EXPIRY = "expiry"  # an exception expired or a grace period ended
     SCAN_TIMEOUT = "scan-timeout"  # pushed, but no scan result in time
     FORGERY = "forgery"  # a marker tag the gatekeeper did not write was pushed
+    PLATFORM = "platform"  # a platform image of this image index changed verdict
     OPERATOR = "operator"  # gatekeeper reevaluate
 
 

@@ -142,6 +142,10 @@ class Policy:
     def scan_failed(self, repository: str, status: str, description: str | None) -> Verdict:
         return evaluation.scan_failed(self, repository, status, description)
 
+    def index(self, repository: str,
+              platforms: list[tuple[str, str, str, tuple[str, ...]]]) -> Verdict:
+        return evaluation.index_verdict(self, repository, platforms)
+
 
 # With no policy published yet, the gatekeeper fails closed.
 BUILTIN_POLICY = Policy(
