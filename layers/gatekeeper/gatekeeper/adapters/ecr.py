@@ -60,6 +60,30 @@ class EcrImages:
         self._ecr = client
         self._page_size = page_size
 
+    def _image(self, repository: str, digest: str) -> dict[str, Any]:
+        """The image's manifest (BatchGetImage); ImageGone when it no longer exists."""
+        response = self._ecr.batch_get_image(
+            repositoryName=repository,
+            imageIds=[{"imageDigest": digest}],
+            acceptedMediaTypes=MANIFEST_MEDIA_TYPES,
+        )
+        images = response.get("images") or []
+        if not images:
+            failure = (response.get("failures") or [{}])[0]
+            raise ImageGone(f"{repository}@{digest}: {failure.get('failureCode', 'not found')}")
+        return dict(images[0])
+
+    def _details(self, repository: str, digest: str) -> dict[str, Any]:
+        """The image's details (DescribeImages); ImageGone when it no longer exists."""
+        try:
+            described = self._ecr.describe_images(
+                repositoryName=repository, imageIds=[{"imageDigest": digest}])
+        except ClientError as err:
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
+        return dict((described.get("imageDetails") or [{}])[0])
+
     def scan(self, repository: str, digest: str) -> ScanResult | None:
         """The image's latest scan with all its findings; None when it was never scanned."""
         findings: list[Finding] = []
@@ -98,16 +122,7 @@ class EcrImages:
 
     def add_tag(self, repository: str, digest: str, tag: str) -> bool:
         """Tag the image by re-putting its own manifest; False when it already had the tag."""
-        response = self._ecr.batch_get_image(
-            repositoryName=repository,
-            imageIds=[{"imageDigest": digest}],
-            acceptedMediaTypes=MANIFEST_MEDIA_TYPES,
-        )
-        images = response.get("images") or []
-        if not images:
-            failure = (response.get("failures") or [{}])[0]
-            raise ImageGone(f"{repository}@{digest}: {failure.get('failureCode', 'not found')}")
-        image = images[0]
+        image = self._image(repository, digest)
         request: dict[str, Any] = {
             "repositoryName": repository,
             "imageManifest": image["imageManifest"],
@@ -135,16 +150,7 @@ class EcrImages:
         Refuses (UnsafeUntag) when the tag is the image's last one, since ECR deletes an image
         whose last tag is removed.
         """
-        try:
-            described = self._ecr.describe_images(
-                repositoryName=repository, imageIds=[{"imageDigest": digest}]
-            )
-        except ClientError as err:
-            if _code(err) in _GONE:
-                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
-            raise
-        details = (described.get("imageDetails") or [{}])[0]
-        tags = details.get("imageTags") or []
+        tags = self._details(repository, digest).get("imageTags") or []
         if tag not in tags:
             return False
         if len(tags) < 2:
@@ -175,17 +181,12 @@ class EcrImages:
     def platforms(self, repository: str, digest: str) -> list[Platform] | None:
         """The platform images of an image index (attestations left out); None when the
         image is a single-platform image."""
-        response = self._ecr.batch_get_image(
-            repositoryName=repository, imageIds=[{"imageDigest": digest}],
-            acceptedMediaTypes=MANIFEST_MEDIA_TYPES)
-        images = response.get("images") or []
-        if not images:
-            raise ImageGone(f"{repository}@{digest}: not found")
+        image = self._image(repository, digest)
         try:
-            manifest = json.loads(images[0].get("imageManifest") or "{}")
+            manifest = json.loads(image.get("imageManifest") or "{}")
         except ValueError:
             return None
-        media_type = images[0].get("imageManifestMediaType") or manifest.get("mediaType")
+        media_type = image.get("imageManifestMediaType") or manifest.get("mediaType")
         if media_type not in INDEX_MEDIA_TYPES:
             return None
         found = []
@@ -202,12 +203,8 @@ class EcrImages:
         return found
 
     def tags(self, repository: str, digest: str) -> list[str]:
+        """The image's tags now; none when it no longer exists."""
         try:
-            described = self._ecr.describe_images(
-                repositoryName=repository, imageIds=[{"imageDigest": digest}]
-            )
-        except ClientError as err:
-            if _code(err) in _GONE:
-                return []
-            raise
-        return sorted((described.get("imageDetails") or [{}])[0].get("imageTags") or [])
+            return sorted(self._details(repository, digest).get("imageTags") or [])
+        except ImageGone:
+            return []
