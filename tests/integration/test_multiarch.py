@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
@@ -110,3 +113,35 @@ def test_a_single_platform_push_costs_one_manifest_read(world: World, context: A
     assert calls.count("BatchGetImage") == 1
     assert calls == ["GetItem", "BatchGetImage", "DescribeImageScanFindings", "GetObject",
                      "PutItem"]
+
+
+def test_a_failed_index_rejudge_is_finished_by_the_platform_events_retry(
+        world: World, context: Any) -> None:
+    # Given an index waiting for arm64, and DynamoDB failing the index's next commit once
+    repo = world.repository("team-a/web")
+    amd64 = world.push(repo, "v3-amd64", seed="amd64-3")
+    arm64 = world.push(repo, "v3-arm64", seed="arm64-3")
+    index = push_index(world, repo, "v3", {"amd64": amd64, "arm64": arm64})
+    on_push(push_event(repo, index, "v3"), context)
+    scan(world, context, repo, amd64, "basic-clean")
+    failures = {"left": 1}
+
+    def fail_index_commit(params: dict[str, Any], **_: Any) -> None:
+        if failures["left"] and index in params["body"].decode():
+            failures["left"] -= 1
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}},
+                              "TransactWriteItems")
+
+    world.session.events.register("before-call.dynamodb.TransactWriteItems", fail_index_commit)
+    runtime.gatekeeper.cache_clear()
+
+    # When arm64's scan event fails while re-judging the index, and Lambda retries it
+    with pytest.raises(ClientError):
+        scan(world, context, repo, arm64, "basic-critical")
+    assert state(world, repo, index) == "PENDING"
+    scan(world, context, repo, arm64, "basic-critical")
+
+    # Then the retry finished the work: the index follows arm64, and arm64 was told once
+    assert state(world, repo, index) == "QUARANTINED"
+    about_arm64 = [n for n in world.notifications() if f"Digest:       {arm64}" in n["Message"]]
+    assert [n["MessageAttributes"]["verdict"]["Value"] for n in about_arm64] == ["QUARANTINED"]

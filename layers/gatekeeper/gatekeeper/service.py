@@ -113,8 +113,6 @@ class Gatekeeper:
                 logger.info("concurrent update, re-reading", repository=event.repository,
                             digest=event.digest)
             else:
-                if result.status == "judged":
-                    self._follow_indexes(event)
                 return result
         raise Conflict(f"{event.repository}@{event.digest}: too many concurrent updates")
 
@@ -316,6 +314,8 @@ class Gatekeeper:
                           reason=str(gone))
 
         if changed:
+            # Before the notice and the settle: if this fails, the retry resumes here.
+            self._follow_indexes(event)
             notification = verdict_notification(
                 ImageRef(repo, digest, tags, event.account, event.region), verdict,
                 previous=previous, marker=marker, trigger=event.cause, tags=tags,
