@@ -31,6 +31,33 @@ def load_event(name: str, **detail: Any) -> dict[str, Any]:
     return event
 
 
+def push_event(repo: str, digest: str, tag: str | None = "v1") -> dict[str, Any]:
+    """ECR's PUSH event for this image (``tag`` None: an untagged push)."""
+    event = load_event("ecr-image-push", repository_name=repo, image_digest=digest)
+    if tag is None:
+        del event["detail"]["image-tag"]
+    else:
+        event["detail"]["image-tag"] = tag
+    return event
+
+
+def scan_event(repo: str, digest: str, status: str = "COMPLETE",
+               tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
+    """ECR's basic-scan event for this image (COMPLETE or FAILED)."""
+    name = "ecr-image-scan-failed" if status == "FAILED" else "ecr-image-scan-complete"
+    return load_event(name, repository_name=repo, image_digest=digest, image_tags=list(tags))
+
+
+def approved(digest: str) -> str:
+    """The default approval marker of this digest."""
+    return "approved-" + digest[7:19]
+
+
+def quarantined(digest: str) -> str:
+    """The default quarantine marker of this digest."""
+    return "quarantined-" + digest[7:19]
+
+
 def load_findings(name: str) -> dict[str, Any]:
     return json.loads((FINDINGS / f"{name}.json").read_text())
 

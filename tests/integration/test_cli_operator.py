@@ -27,7 +27,17 @@ from gatekeeper.cli import main
 from gatekeeper.local.ecr import manifest, set_scan_result
 from gatekeeper.local.stack import STACK_NAME, LocalDeployment
 from gatekeeper.operator import parse_reference
-from tests.support import REGION, ROOT, World, load_event, load_findings
+from tests.support import (
+    REGION,
+    ROOT,
+    World,
+    approved,
+    load_event,
+    load_findings,
+    push_event,
+    quarantined,
+    scan_event,
+)
 
 
 @dataclass
@@ -66,23 +76,6 @@ def gatekeeper(capsys: Any) -> Any:
         return Run(code, captured.out, captured.err)
 
     return run
-
-
-def approved(digest: str) -> str:
-    return "approved-" + digest[7:19]
-
-
-def quarantined(digest: str) -> str:
-    return "quarantined-" + digest[7:19]
-
-
-def push_event(repo: str, digest: str, tag: str = "v1") -> dict[str, Any]:
-    return load_event("ecr-image-push", repository_name=repo, image_digest=digest, image_tag=tag)
-
-
-def scan_event(repo: str, digest: str, tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
-    return load_event("ecr-image-scan-complete", repository_name=repo, image_digest=digest,
-                      image_tags=list(tags))
 
 
 def judged(world: World, context: Any, repo: str, digest: str, findings: str) -> str:

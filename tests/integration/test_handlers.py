@@ -14,32 +14,9 @@ from gatekeeper import runtime
 from gatekeeper.domain.events import MalformedEvent, parse_event
 from gatekeeper.domain.policy import PolicyError
 from gatekeeper.service import ScanNotReady
-from tests.support import World, load_event
+from tests.support import World, approved, load_event, push_event, quarantined, scan_event
 
 STRICT = "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"
-
-
-def push_event(repo: str, digest: str, tag: str | None = "v1") -> dict[str, Any]:
-    event = load_event("ecr-image-push", repository_name=repo, image_digest=digest)
-    if tag is None:
-        del event["detail"]["image-tag"]
-    else:
-        event["detail"]["image-tag"] = tag
-    return event
-
-
-def scan_event(repo: str, digest: str, status: str = "COMPLETE",
-               tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
-    name = "ecr-image-scan-failed" if status == "FAILED" else "ecr-image-scan-complete"
-    return load_event(name, repository_name=repo, image_digest=digest, image_tags=list(tags))
-
-
-def quarantined(digest: str) -> str:
-    return "quarantined-" + digest[7:19]
-
-
-def approved(digest: str) -> str:
-    return "approved-" + digest[7:19]
 
 
 # --- the loop, end to end ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
-from tests.support import World, load_event
+from tests.support import World, load_event, push_event
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 
@@ -31,11 +31,6 @@ def push_index(world: World, repo: str, tag: str, platforms: dict[str, str]) -> 
     put = world.ecr.put_image(repositoryName=repo, imageManifest=body,
                               imageManifestMediaType=INDEX, imageTag=tag)
     return str(put["image"]["imageId"]["imageDigest"])
-
-
-def push_event(repo: str, digest: str, tag: str) -> dict[str, Any]:
-    return load_event("ecr-image-push", repository_name=repo, image_digest=digest,
-                      image_tag=tag)
 
 
 def scan(world: World, context: Any, repo: str, digest: str, findings: str) -> dict[str, Any]:

@@ -12,23 +12,9 @@ import pytest
 from functions.on_scan.app import handler as on_scan
 from gatekeeper.domain.events import parse_event
 from gatekeeper.service import Gatekeeper
-from tests.support import World, load_event, load_findings
+from tests.support import World, approved, load_findings, quarantined, scan_event
 
 STRICT = "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"
-
-
-def scan_event(repo: str, digest: str, status: str = "COMPLETE",
-               tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
-    name = "ecr-image-scan-failed" if status == "FAILED" else "ecr-image-scan-complete"
-    return load_event(name, repository_name=repo, image_digest=digest, image_tags=list(tags))
-
-
-def quarantined(digest: str) -> str:
-    return "quarantined-" + digest[7:19]
-
-
-def approved(digest: str) -> str:
-    return "approved-" + digest[7:19]
 
 
 def attributes(note: dict[str, Any]) -> dict[str, str]:

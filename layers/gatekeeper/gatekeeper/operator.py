@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from gatekeeper.adapters.ecr import ImageGone
@@ -46,6 +45,7 @@ from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.policy import PolicyError
 from gatekeeper.domain.verdict import Outcome
 from gatekeeper.observability import logger, metrics
+from gatekeeper.runtime import BOTO_CONFIG as _BOTO  # as the functions' clients
 from gatekeeper.service import SCAN_DONE_STATES, SCAN_FAILED_STATES, Gatekeeper
 
 EXIT_OK = 0
@@ -63,9 +63,6 @@ ENVIRONMENT = {"table": "GATEKEEPER_TABLE", "topic_arn": "GATEKEEPER_TOPIC_ARN",
                "policy_bucket": "GATEKEEPER_POLICY_BUCKET", "dlq_url": "GATEKEEPER_DLQ_URL"}
 
 
-# As the functions' clients (runtime.build): standard retry mode absorbs throttling.
-_BOTO = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
-                   read_timeout=20)
 
 
 class OperatorError(Exception):

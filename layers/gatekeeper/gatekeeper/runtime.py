@@ -16,8 +16,9 @@ from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import Config, ConfigError
 from gatekeeper.service import Gatekeeper
 
-_BOTO = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
-                   read_timeout=20)
+# Standard retry mode absorbs throttling; shared by the functions and the operator CLI.
+BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
+                         read_timeout=20)
 
 
 def now() -> datetime:
@@ -28,10 +29,10 @@ def now() -> datetime:
 def build(config: Config, session: boto3.session.Session | None = None) -> Gatekeeper:
     session = session or boto3.session.Session()
     return Gatekeeper(
-        images=EcrImages(session.client("ecr", config=_BOTO)),
-        store=VerdictStore(session.client("dynamodb", config=_BOTO), config.table_name),
-        notifier=SnsNotifier(session.client("sns", config=_BOTO), config.topic_arn),
-        policies=S3PolicySource(session.client("s3", config=_BOTO), config.policy_bucket,
+        images=EcrImages(session.client("ecr", config=BOTO_CONFIG)),
+        store=VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+        notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
+        policies=S3PolicySource(session.client("s3", config=BOTO_CONFIG), config.policy_bucket,
                                 config.policy_key, config.policy_cache_seconds),
         markers=config.markers,
         clock=lambda: now(),
@@ -51,6 +52,6 @@ def sweeper() -> tuple[VerdictStore, ReevaluationQueue, Config]:
     if not config.reevaluation_queue_url:
         raise ConfigError("GATEKEEPER_REEVALUATION_QUEUE_URL is not set")
     session = boto3.session.Session()
-    return (VerdictStore(session.client("dynamodb", config=_BOTO), config.table_name),
-            ReevaluationQueue(session.client("sqs", config=_BOTO),
+    return (VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+            ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
                               config.reevaluation_queue_url), config)
