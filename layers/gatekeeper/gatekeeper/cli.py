@@ -24,7 +24,6 @@ from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, parse_
 from gatekeeper.domain.report import explain, verdict_document
 from gatekeeper.domain.scan_input import read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
-from gatekeeper.service import SCAN_DONE_STATES, SCAN_FAILED_STATES
 
 EXIT_OK = 0
 EXIT_QUARANTINED = 1
@@ -86,11 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not repository:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
-    if scan.status in SCAN_DONE_STATES:
-        verdict = policy.evaluate(repository, scan.findings)
-    elif scan.status in SCAN_FAILED_STATES:
-        verdict = policy.scan_failed(repository, scan.status, scan.description)
-    else:
+    verdict = policy.judge_scan(repository, scan.status, scan.description, scan.findings)
+    if verdict is None:
         raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
     code = exit_code(verdict)
     if args.format == "json":

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -46,7 +46,7 @@ from gatekeeper.domain.policy import PolicyError
 from gatekeeper.domain.verdict import Outcome
 from gatekeeper.observability import logger, metrics
 from gatekeeper.runtime import BOTO_CONFIG as _BOTO  # as the functions' clients
-from gatekeeper.service import SCAN_DONE_STATES, SCAN_FAILED_STATES, Gatekeeper
+from gatekeeper.service import Gatekeeper
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -593,12 +593,9 @@ def _dry_run(gatekeeper: Gatekeeper, item: Planned) -> Row:
         raise
     except Exception as err:
         return Row(repo, digest, "failed", _one_line(err))
-    if scan is not None and scan.status in SCAN_DONE_STATES:
-        verdict = replace(policy.evaluate(repo, scan.findings, datetime.now(UTC)),
-                          scan_status=scan.status)
-    elif scan is not None and scan.status in SCAN_FAILED_STATES:
-        verdict = policy.scan_failed(repo, scan.status, scan.description)
-    else:
+    verdict = (policy.judge_scan(repo, scan.status, scan.description, scan.findings,
+                                 datetime.now(UTC)) if scan is not None else None)
+    if verdict is None:
         return Row(repo, digest, "would-pend",
                    f"no finished scan ({scan.status if scan else 'never scanned'})")
     outcome = str(verdict.outcome) + (" (monitor)" if verdict.monitor else "")

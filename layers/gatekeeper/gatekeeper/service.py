@@ -29,15 +29,10 @@ from gatekeeper.domain.notification import (
     forgery_notification,
     verdict_notification,
 )
-from gatekeeper.domain.policy import Policy
+from gatekeeper.domain.policy import SCAN_FAILED_STATES, Policy
 from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.observability import logger
 
-# Scan states that end a scan without findings to judge: the policy's on_scan_failure applies.
-SCAN_FAILED_STATES = frozenset(
-    {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"}
-)
-SCAN_DONE_STATES = frozenset({"COMPLETE", "ACTIVE"})
 _MAX_CONFLICT_RETRIES = 3
 
 
@@ -205,10 +200,10 @@ class Gatekeeper:
     def _verdict(self, event: ImageEvent, scan: ScanResult | None, policy: Policy,
                  now: datetime) -> Verdict | None:
         repo = event.repository
-        if scan is not None and scan.status in SCAN_DONE_STATES:
-            return replace(policy.evaluate(repo, scan.findings, now), scan_status=scan.status)
-        if scan is not None and scan.status in SCAN_FAILED_STATES:
-            return policy.scan_failed(repo, scan.status, scan.description)
+        if scan is not None:
+            verdict = policy.judge_scan(repo, scan.status, scan.description, scan.findings, now)
+            if verdict is not None:
+                return verdict
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
         if event.kind is not Kind.PUSH and event.scan_status in SCAN_FAILED_STATES:
             return policy.scan_failed(repo, event.scan_status, "reported by the scan event")

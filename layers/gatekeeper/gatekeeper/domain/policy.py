@@ -27,6 +27,12 @@ MAX_POLICY_BYTES = 1_000_000
 SCHEMA_VERSION = 1
 ENFORCE, MONITOR = "enforce", "monitor"
 _CHOICES = {"quarantine": Outcome.QUARANTINED, "approve": Outcome.APPROVED}
+# Scan states with findings to judge, and states that end a scan without them (the policy's
+# on_scan_failure applies). Any other state (IN_PROGRESS, PENDING, ...) is not finished.
+SCAN_DONE_STATES = frozenset({"COMPLETE", "ACTIVE"})
+SCAN_FAILED_STATES = frozenset(
+    {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"}
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,16 @@ class Policy:
     def evaluate(self, repository: str, findings: Iterable[Finding],
                  now: datetime | None = None) -> Verdict:
         return evaluation.evaluate(self, repository, findings, now or datetime.now(UTC))
+
+    def judge_scan(self, repository: str, status: str, description: str | None,
+                   findings: Iterable[Finding], now: datetime | None = None) -> Verdict | None:
+        """The verdict on a scan in ``status``; None while the scan is not finished."""
+        if status in SCAN_DONE_STATES:
+            return dataclasses.replace(self.evaluate(repository, findings, now),
+                                       scan_status=status)
+        if status in SCAN_FAILED_STATES:
+            return self.scan_failed(repository, status, description)
+        return None
 
     def scan_failed(self, repository: str, status: str, description: str | None) -> Verdict:
         return evaluation.scan_failed(self, repository, status, description)
