@@ -114,8 +114,15 @@ class World:
             if not batch:
                 return self.seen
             for message in batch:
-                self.seen.append(json.loads(message["Body"]))
+                self.seen.append(as_delivered(json.loads(message["Body"])))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def as_delivered(envelope: dict[str, Any]) -> dict[str, Any]:
+    """An SQS subscriber's SNS envelope, with the notification document it carries parsed into
+    ``Document`` and ``Message`` replaced by the readable text the e-mail rendering shows."""
+    document = json.loads(envelope["Message"])
+    return {**envelope, "Document": document, "Message": document["text"]}
 
 
 def make_world(markers: MarkerScheme | None = None) -> World:

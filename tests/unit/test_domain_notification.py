@@ -74,6 +74,7 @@ def test_subject_is_always_printable_ascii_of_at_most_100(repository: str,
 
 def test_attributes_carry_verdict_repository_severity_and_previous_verdict() -> None:
     assert notify().attributes == {
+        "kind": "verdict",
         "verdict": "QUARANTINED",
         "previous_verdict": "APPROVED",
         "repository": "team-a/web",

@@ -215,6 +215,8 @@ FULL = {
                       "mode": "monitor"}],
     "exceptions": [{"id": "CVE-2027-0001", "expires": "2027-01-31", "reason": "r", "owner": "o",
                     "package": "openssl", "ticket": "SEC-42", "repositories": ["team-a/*"]}],
+    "notifications": {"digest": ["APPROVED"],
+                      "routes": [{"match": "team-a/*", "channel": "team-a"}]},
 }
 GENERIC_MISSES = [None, "x", 3, [], {}]
 

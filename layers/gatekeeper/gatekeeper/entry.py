@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper import sweeper
-from gatekeeper.adapters.queue import ReevaluationQueue
-from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import Config
 from gatekeeper.domain.events import (
     Ignored,
     ImageEvent,
@@ -22,6 +19,9 @@ from gatekeeper.domain.events import (
 )
 from gatekeeper.observability import MetricUnit, logger, metrics
 from gatekeeper.service import Gatekeeper
+
+if TYPE_CHECKING:
+    from gatekeeper.runtime import SweeperDeps
 
 # One metric per result, so every invocation is counted by what it led to.
 _RESULT_METRICS = {
@@ -131,10 +131,11 @@ def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, 
             "results": results}
 
 
-def handle_sweep(event: Any, deps: Callable[[], tuple[VerdictStore, ReevaluationQueue, Config]],
+def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Any]:
-    """The hourly schedule queues what time changed; a new policy object queues everything."""
-    store, queue, config = deps()
+    """The hourly schedule queues what time changed and sends the digest; a new policy object
+    queues everything."""
+    store, queue, config, notifier = deps()
     source = event.get("source") if isinstance(event, dict) else None
     if source == "aws.s3":
         key = ((event.get("detail") or {}).get("object") or {}).get("key")
@@ -144,8 +145,12 @@ def handle_sweep(event: Any, deps: Callable[[], tuple[VerdictStore, Reevaluation
         _count("PolicyReevaluationsQueued")
         return {"status": "queued", "trigger": "policy", "count": count}
     if source == "aws.events":
-        count = sweeper.sweep(store, queue, now(), timedelta(minutes=config.scan_timeout_minutes))
+        at = now()
+        count = sweeper.sweep(store, queue, at, timedelta(minutes=config.scan_timeout_minutes))
         metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count, value=count)
-        return {"status": "queued", "trigger": "sweep", "count": count}
+        digested = sweeper.send_digests(store, notifier, at)
+        if digested:
+            metrics.add_metric(name="VerdictsDigested", unit=MetricUnit.Count, value=digested)
+        return {"status": "queued", "trigger": "sweep", "count": count, "digested": digested}
     logger.info("event ignored", reason="not a schedule nor a policy upload", source=source)
     return {"status": "ignored", "reason": "not a schedule nor a policy upload"}

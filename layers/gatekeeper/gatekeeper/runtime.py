@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
+from typing import NamedTuple
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -45,13 +46,23 @@ def gatekeeper() -> Gatekeeper:
     return build(Config.from_env())
 
 
+class SweeperDeps(NamedTuple):
+    store: VerdictStore
+    queue: ReevaluationQueue
+    config: Config
+    notifier: SnsNotifier
+
+
 @cache
-def sweeper() -> tuple[VerdictStore, ReevaluationQueue, Config]:
-    """The sweeper's store and queue, from the environment the template sets."""
+def sweeper() -> SweeperDeps:
+    """The sweeper's store, queue and notifier (digests), from the template's environment."""
     config = Config.from_env()
     if not config.reevaluation_queue_url:
         raise ConfigError("GATEKEEPER_REEVALUATION_QUEUE_URL is not set")
     session = boto3.session.Session()
-    return (VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
-            ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
-                              config.reevaluation_queue_url), config)
+    return SweeperDeps(
+        VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+        ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
+                          config.reevaluation_queue_url),
+        config,
+        SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn))

@@ -26,10 +26,11 @@ from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.notification import (
     ImageRef,
     Notification,
+    digest_entry,
     forgery_notification,
     verdict_notification,
 )
-from gatekeeper.domain.policy import SCAN_FAILED_STATES, Policy
+from gatekeeper.domain.policy import SCAN_FAILED_STATES, Notifications, Policy
 from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.observability import logger
 
@@ -55,6 +56,7 @@ class Store(Protocol):
             history: HistoryEntry | None = None) -> ImageRecord: ...
     def link(self, repository: str, platform_digest: str, index_digest: str) -> None: ...
     def indexes(self, repository: str, digest: str) -> list[str]: ...
+    def hold(self, key: str, entry: dict[str, Any], channel: str | None) -> None: ...
 
 
 class Notifier(Protocol):
@@ -242,7 +244,8 @@ class Gatekeeper:
                        recorded_verdict=record.state if record else None)
         self.notifier.publish(forgery_notification(
             ImageRef(repo, digest, event.tags, event.account, event.region), tag,
-            removed=removed, verdict=record.state if record else None))
+            removed=removed, verdict=record.state if record else None, time=self._now(),
+            channel=self._notifications().channel_for(repo)))
         return None
 
     def _apply(self, event: ImageEvent, record: ImageRecord | None, verdict: Verdict,
@@ -256,6 +259,15 @@ class Gatekeeper:
         # What subscribers were last told: an interrupted change was never announced.
         previous = (record.previous_state if record is not None and not record.settled
                     else prior)
+        if (record is not None and not record.settled and record.judged
+                and record.state != previous and record.state != verdict.outcome):
+            # An earlier change was committed and enforced, but its notice may never have gone
+            # out (its event awaits a retry, or sits in the DLQ) and this verdict supersedes
+            # it: announce it first, under its own verdict_id, so subscribers hear of every
+            # verdict that was in force, in order (at least once; never lost).
+            self._announce(event, record, _recorded_verdict(record), previous, record.marker,
+                           record.tags, trigger=record.trigger)
+            previous = record.state
         changed = previous != verdict.outcome
         tags = tuple(t for t in (record.tags if record else ()) + event.tags
                      if not self.markers.parse(t))
@@ -308,24 +320,52 @@ class Gatekeeper:
             return Result("image-gone", repo, digest, verdict=str(verdict.outcome),
                           reason=str(gone))
 
+        notified = False
         if changed:
             # Before the notice and the settle: if this fails, the retry resumes here.
             self._follow_indexes(event)
-            notification = verdict_notification(
-                ImageRef(repo, digest, tags, event.account, event.region), verdict,
-                previous=previous, marker=marker, trigger=event.cause, tags=tags,
-                verdict_id=f"{digest[7:19]}-{committed.revision}",
-            )
-            message_id = self.notifier.publish(notification)
-            logger.info("verdict notified", repository=repo, digest=digest,
-                        verdict=verdict.outcome, message_id=message_id)
+            notified = self._announce(event, committed, verdict, previous, marker, tags)
         self.store.put(replace(committed, settled=True, stale_markers=remaining,
                                archived=archived), committed.revision)
         if not changed:  # the same verdict, now enforced by its marker
             return Result("enforced", repo, digest, verdict=str(verdict.outcome),
                           marker=marker, reason="verdict unchanged; marker written")
         return Result("judged", repo, digest, verdict=str(verdict.outcome), previous=previous,
-                      marker=marker, notified=True)
+                      marker=marker, notified=notified)
+
+    def _announce(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
+                  previous: str | None, marker: str | None, tags: tuple[str, ...],
+                  trigger: str | None = None) -> bool:
+        """Publish the change now, or hold it for the digest; True when published."""
+        repo, digest = event.repository, event.digest
+        trigger = trigger or event.cause
+        settings = self._notifications()
+        channel = settings.channel_for(repo)
+        image = ImageRef(repo, digest, tags, event.account, event.region)
+        verdict_id = f"{digest[7:19]}-{committed.revision}"
+        time = committed.decided_at or self._now()
+        if settings.digested(verdict.outcome):
+            self.store.hold(f"{time}#{verdict_id}", digest_entry(
+                image, verdict, previous=previous, trigger=trigger, tags=tags,
+                verdict_id=verdict_id, time=time), channel)
+            logger.info("verdict held for the digest", repository=repo, digest=digest,
+                        verdict=verdict.outcome, channel=channel)
+            return False
+        message_id = self.notifier.publish(verdict_notification(
+            image, verdict, previous=previous, marker=marker, trigger=trigger, tags=tags,
+            verdict_id=verdict_id, channel=channel, time=time))
+        logger.info("verdict notified", repository=repo, digest=digest,
+                    verdict=verdict.outcome, message_id=message_id, channel=channel)
+        return True
+
+    def _notifications(self) -> Notifications:
+        """The policy's notification settings; the defaults if the policy cannot be read (an
+        alert is still sent, only without its channel)."""
+        try:
+            return self.policies.get().notifications
+        except Exception as err:  # routing must never stop a security alert
+            logger.warning("policy unreadable; notifying without routing", reason=str(err))
+            return Notifications()
 
     def _storage(self, repo: str, digest: str, verdict: Verdict, archived: bool) -> bool:
         """With enforcement: archive, a quarantined image is archived so that pulls fail, and
@@ -398,3 +438,12 @@ class Gatekeeper:
 
     def _now(self) -> str:
         return self.clock().isoformat()
+
+
+def _recorded_verdict(record: ImageRecord) -> Verdict:
+    """A committed verdict as the store keeps it (its reasons and counts, not its findings)."""
+    return Verdict(outcome=Outcome(record.state), reasons=record.reasons,
+                   policy_version=record.policy_version or "unknown", counts=dict(record.counts),
+                   highest_severity=record.highest_severity,
+                   scan_status=record.scan_status or "UNKNOWN",
+                   matched_rule=record.matched_rule or "default")

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.domain.events import Trigger, reevaluation_request
+from gatekeeper.domain.notification import digest_notification
 from gatekeeper.observability import logger
 
 
@@ -38,4 +40,22 @@ def sweep(store: VerdictStore, queue: ReevaluationQueue, now: datetime,
 def policy_published(store: VerdictStore, queue: ReevaluationQueue) -> int:
     sent = queue.send(everything(store))
     logger.info("new policy: queued every judged image", count=sent)
+    return sent
+
+
+def send_digests(store: VerdictStore, notifier: SnsNotifier, now: datetime) -> int:
+    """Announce the verdict changes held for the digest: one message per channel, then
+    forget them. A failure before the forgetting sends them again next time (at least once,
+    never lost)."""
+    by_channel: dict[str | None, list[tuple[str, dict]]] = {}
+    for key, channel, entry in store.held():
+        by_channel.setdefault(channel, []).append((key, entry))
+    sent = 0
+    for channel, held in by_channel.items():
+        message_id = notifier.publish(digest_notification(
+            [entry for _, entry in held], time=now.isoformat(), channel=channel))
+        logger.info("digest sent", channel=channel, changes=len(held), message_id=message_id)
+        for key, _ in held:
+            store.release(key)
+        sent += len(held)
     return sent

@@ -1,10 +1,22 @@
-"""Amazon SNS: publish a verdict notification with filterable message attributes."""
+"""Amazon SNS: one message per notification, rendered per protocol, with filterable attributes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gatekeeper.domain.notification import Notification
+
+
+def message_attributes(notification: Notification) -> dict[str, dict[str, str]]:
+    """Lists become String.Array attributes (a filter policy matches any of their values)."""
+    attributes = {}
+    for name, value in notification.attributes.items():
+        if isinstance(value, list):
+            attributes[name] = {"DataType": "String.Array", "StringValue": json.dumps(value)}
+        elif value:
+            attributes[name] = {"DataType": "String", "StringValue": value}
+    return attributes
 
 
 class SnsNotifier:
@@ -16,11 +28,8 @@ class SnsNotifier:
         response = self._sns.publish(
             TopicArn=self._topic,
             Subject=notification.subject,
-            Message=notification.message,
-            MessageAttributes={
-                name: {"DataType": "String", "StringValue": value}
-                for name, value in notification.attributes.items()
-                if value
-            },
+            Message=notification.sns_message(),
+            MessageStructure="json",
+            MessageAttributes=message_attributes(notification),
         )
         return str(response["MessageId"])

@@ -4,10 +4,14 @@ Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``; beside it one 
 per verdict change, ``sk = H#<decided_at>#<revision>``, written in the same transaction.
 Every write is conditional on the revision read before it (optimistic locking), so two
 deliveries of the same event racing each other cannot both commit a change.
+
+Verdict changes held for the periodic digest: ``pk = DIGEST``, ``sk = <decided_at>#<verdict
+id>`` (a redelivery writes the same item again), deleted once the digest is published.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 PENDING = "PENDING"
+_DIGEST = "DIGEST"
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -223,6 +228,32 @@ class VerdictStore:
             Limit=limit,
         )
         return [HistoryEntry.from_item(item) for item in response.get("Items", [])]
+
+    def hold(self, key: str, entry: dict[str, Any], channel: str | None) -> None:
+        """Keep a verdict change for the next digest (idempotent: ``key`` names the change)."""
+        item = {"pk": {"S": _DIGEST}, "sk": {"S": key}, "entry": {"S": json.dumps(entry)}}
+        if channel:
+            item["channel"] = {"S": channel}
+        self._ddb.put_item(TableName=self._table, Item=item)
+
+    def held(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+        """Every change waiting for the digest, oldest first: (key, channel, entry)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _DIGEST}}, "ConsistentRead": True}
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                yield (item["sk"]["S"], item.get("channel", {}).get("S"),
+                       json.loads(item["entry"]["S"]))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def release(self, key: str) -> None:
+        """The change was announced in a digest."""
+        self._ddb.delete_item(TableName=self._table,
+                              Key={"pk": {"S": _DIGEST}, "sk": {"S": key}})
 
     def records(self, *, due_by: str | None = None, pending_since: str | None = None,
                 judged: bool = False) -> Iterator[ImageRecord]:

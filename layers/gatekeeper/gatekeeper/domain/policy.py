@@ -116,12 +116,28 @@ class PolicyException:
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """How verdict changes are announced: at once or in the periodic digest, on which channel."""
+
+    digest: frozenset[Outcome] = frozenset()
+    routes: tuple[tuple[str, str], ...] = ()  # (repository glob, channel), first match wins
+
+    def channel_for(self, repository: str) -> str | None:
+        return next((channel for glob, channel in self.routes
+                     if fnmatch.fnmatchcase(repository, glob)), None)
+
+    def digested(self, outcome: Outcome) -> bool:
+        return outcome in self.digest
+
+
+@dataclass(frozen=True)
 class Policy:
     default: Rules
     repositories: tuple[Override, ...] = ()
     exceptions: tuple[PolicyException, ...] = ()
     expiring_window_days: int = 14
     version: str = "builtin"
+    notifications: Notifications = field(default_factory=Notifications)
     _by_repository: dict[str, list[PolicyException]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
@@ -207,6 +223,14 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         exceptions=tuple(exceptions),
         expiring_window_days=int(data.get("expiring_window_days", 14)),
         version=version or "unversioned",
+        notifications=_notifications(data.get("notifications") or {}),
+    )
+
+
+def _notifications(raw: Mapping[str, Any]) -> Notifications:
+    return Notifications(
+        digest=frozenset(Outcome(o) for o in raw.get("digest") or ()),
+        routes=tuple((r["match"], r["channel"]) for r in raw.get("routes") or ()),
     )
 
 

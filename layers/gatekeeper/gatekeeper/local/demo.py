@@ -97,7 +97,7 @@ class Demo:
             attrs = {k: v["Value"] for k, v in note.get("MessageAttributes", {}).items()}
             _say(f"SNS message: {note['Subject']}", 2)
             _say("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())), 4)
-            _say(note["Message"], 4)
+            _say(json.loads(note["Message"])["text"], 4)  # what the e-mail shows
 
     def run(self, scenario: Scenario, scanned: Callable[..., None],
             push: Callable[..., str]) -> str:
