@@ -209,3 +209,71 @@ def test_archiving_a_vanished_image_is_image_gone(ecr: Any) -> None:
     stubber.add_client_error("update_image_storage_class", "ImageNotFoundException", "gone")
     with stubber, pytest.raises(ImageGone):
         EcrImages(ecr).set_storage_class(REPO, DIGEST, "ARCHIVE")
+
+
+# --- starting a scan the repository does not run on push --------------------------------------
+
+def scanning(frequency: str, on_push: bool = False) -> dict[str, Any]:
+    return {"scanningConfigurations": [{
+        "repositoryArn": f"arn:aws:ecr:us-east-1:123456789012:repository/{REPO}",
+        "repositoryName": REPO, "scanOnPush": on_push, "scanFrequency": frequency,
+        "appliedScanFilters": []}], "failures": []}
+
+
+@pytest.mark.parametrize(("frequency", "on_push"), [("SCAN_ON_PUSH", True),
+                                                    ("CONTINUOUS_SCAN", False),
+                                                    ("MANUAL", True)])
+def test_no_scan_is_started_where_the_repository_scans_by_itself(
+        ecr: Any, frequency: str, on_push: bool) -> None:
+    # Given a repository that scans on push or continuously (enhanced)
+    stubber = Stubber(ecr)
+    stubber.add_response("batch_get_repository_scanning_configuration",
+                         scanning(frequency, on_push), {"repositoryNames": [REPO]})
+
+    # When a scan would be started, Then none is: ECR runs it (no StartImageScan queued)
+    with stubber:
+        assert EcrImages(ecr).start_scan(REPO, DIGEST).startswith("not needed")
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("code", "outcome"), [
+    (None, "started"),
+    ("LimitExceededException", "not started: LimitExceededException"),
+    ("UnsupportedImageTypeException", "not started: UnsupportedImageTypeException"),
+    ("ValidationException", "not started: ValidationException"),
+])
+def test_a_manual_repository_gets_its_scan_started_or_a_reason_why_not(
+        ecr: Any, code: str | None, outcome: str) -> None:
+    # Given a repository whose scans are manual
+    stubber = Stubber(ecr)
+    stubber.add_response("batch_get_repository_scanning_configuration", scanning("MANUAL"),
+                         {"repositoryNames": [REPO]})
+    expected = {"repositoryName": REPO, "imageId": {"imageDigest": DIGEST}}
+    if code is None:
+        stubber.add_response("start_image_scan", {
+            "repositoryName": REPO, "imageId": {"imageDigest": DIGEST},
+            "imageScanStatus": {"status": "IN_PROGRESS"}}, expected)
+    else:
+        stubber.add_client_error("start_image_scan", code, expected_params=expected)
+
+    # When the adapter starts its scan, Then it says what happened and never raises
+    with stubber:
+        assert EcrImages(ecr).start_scan(REPO, DIGEST) == outcome
+    stubber.assert_no_pending_responses()
+
+
+def test_starting_the_scan_of_a_deleted_image_says_it_is_gone(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_response("batch_get_repository_scanning_configuration", scanning("MANUAL"),
+                         {"repositoryNames": [REPO]})
+    stubber.add_client_error("start_image_scan", "ImageNotFoundException")
+    with stubber, pytest.raises(ImageGone):
+        EcrImages(ecr).start_scan(REPO, DIGEST)
+
+
+def test_an_unreadable_scanning_configuration_starts_nothing(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_client_error("batch_get_repository_scanning_configuration", "AccessDeniedException")
+    with stubber:
+        assert EcrImages(ecr).start_scan(REPO, DIGEST) == (
+            "scanning configuration unreadable: AccessDeniedException")

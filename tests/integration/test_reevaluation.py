@@ -146,7 +146,7 @@ def test_an_expiring_exception_is_swept_and_the_verdict_flips(stack: LocalDeploy
     [drained] = stack.drain()
 
     # Then the image is re-judged without its exceptions, and the history says why
-    assert sweep.result == {"status": "queued", "trigger": "sweep", "count": 1}
+    assert sweep.result == {"status": "queued", "trigger": "sweep", "count": 1, "digested": 0}
     assert drained.result["batchItemFailures"] == []
     assert verdict("team-a/web", digest) == "QUARANTINED"
     tags = boto3.client("ecr").describe_images(
@@ -161,7 +161,10 @@ def test_an_expiring_exception_is_swept_and_the_verdict_flips(stack: LocalDeploy
 
 def test_an_image_never_scanned_gets_the_scan_failure_verdict(stack: LocalDeployment,
                                                               clock: Clock) -> None:
-    # Given an image pushed with no scan ever arriving
+    # Given a registry scanning on push, and an image pushed whose scan never arrives (stuck)
+    boto3.client("ecr").put_registry_scanning_configuration(scanType="BASIC", rules=[
+        {"scanFrequency": "SCAN_ON_PUSH",
+         "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}])
     digest = image(stack, "team-a/web", None)
     assert verdict("team-a/web", digest) == "PENDING"
 
@@ -177,6 +180,32 @@ def test_an_image_never_scanned_gets_the_scan_failure_verdict(stack: LocalDeploy
     assert record is not None and record.state == "QUARANTINED"
     assert record.scan_status == "SCAN_TIMEOUT"
     assert record.trigger == "scan-timeout"
+
+
+def test_a_push_to_a_repository_without_scan_on_push_starts_its_scan(
+        stack: LocalDeployment) -> None:
+    # Given a repository with basic scanning but no scan on push (ECR's default)
+    ecr = boto3.client("ecr")
+    ecr.create_repository(repositoryName="team-a/web")
+    digest = push_image(ecr, "team-a/web", "v1", seed="manual")
+    with pytest.raises(ecr.exceptions.ScanNotFoundException):
+        ecr.describe_image_scan_findings(repositoryName="team-a/web",
+                                         imageId={"imageDigest": digest})
+
+    # When the push event arrives
+    [pushed] = stack.deliver(load_event("ecr-image-push", repository_name="team-a/web",
+                                        image_digest=digest, image_tag="v1"))
+
+    # Then the push handler started the image's basic scan and waits for its result
+    assert pushed.result["status"] == "pending"
+    assert pushed.result["reason"].endswith("(scan started)")
+    scan = ecr.describe_image_scan_findings(repositoryName="team-a/web",
+                                            imageId={"imageDigest": digest})
+    assert scan["imageScanStatus"]["status"]
+    # and a second push of the same image (a new tag) asks no second scan of ECR
+    [again] = stack.deliver(load_event("ecr-image-push", repository_name="team-a/web",
+                                       image_digest=digest, image_tag="v1.0"))
+    assert "scan started" not in again.result.get("reason", "")
 
 
 def test_a_new_policy_version_reevaluates_every_judged_image(stack: LocalDeployment) -> None:

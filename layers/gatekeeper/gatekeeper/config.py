@@ -23,6 +23,7 @@ class Config:
     policy_cache_seconds: int = 60
     reevaluation_queue_url: str | None = None  # the sweeper's output
     scan_timeout_minutes: int = 60
+    start_scans: bool = False  # push: start a basic scan where the repository has none on push
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -52,6 +53,7 @@ class Config:
             policy_cache_seconds=max(0, cache),
             reevaluation_queue_url=env.get("GATEKEEPER_REEVALUATION_QUEUE_URL") or None,
             scan_timeout_minutes=max(1, timeout),
+            start_scans=env.get("GATEKEEPER_START_SCANS", "false").strip().lower() == "true",
         )
 
 

@@ -37,6 +37,7 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
                                 config.policy_key, config.policy_cache_seconds),
         markers=config.markers,
         clock=lambda: now(),
+        start_scans=config.start_scans,
     )
 
 

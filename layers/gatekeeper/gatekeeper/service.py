@@ -43,6 +43,7 @@ class ScanNotReady(Exception):
 
 class Images(Protocol):
     def scan(self, repository: str, digest: str) -> ScanResult | None: ...
+    def start_scan(self, repository: str, digest: str) -> str: ...
     def add_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def remove_tag(self, repository: str, digest: str, tag: str) -> bool: ...
     def tags(self, repository: str, digest: str) -> list[str]: ...
@@ -94,6 +95,7 @@ class Gatekeeper:
         policies: PolicySource,
         markers: MarkerScheme,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        start_scans: bool = False,
     ) -> None:
         self.images = images
         self.store = store
@@ -101,6 +103,7 @@ class Gatekeeper:
         self.policies = policies
         self.markers = markers
         self.clock = clock
+        self.start_scans = start_scans
 
     def handle(self, event: ImageEvent) -> Result:
         for _ in range(_MAX_CONFLICT_RETRIES):
@@ -153,6 +156,9 @@ class Gatekeeper:
                 self.store.put(ImageRecord(repo, digest, tags=event.tags, trigger=event.cause,
                                            decided_at=now, created_at=now), None)
             reason = "no finished scan yet; waiting for the scan event"
+            if scan is None and event.kind is Kind.PUSH and self.start_scans:
+                started = self._start_scan(repo, digest)
+                reason += f" (scan {started})" if started == "started" else f" ({started})"
             logger.info("image pending", repository=repo, digest=digest,
                         scan_status=scan.status if scan else None)
             return Result("pending", repo, digest, verdict=PENDING, reason=reason)
@@ -167,6 +173,15 @@ class Gatekeeper:
             return Result("stale", repo, digest, verdict=record.state,
                           reason="scan older than the recorded verdict")
         return self._apply(event, record, verdict, completed)
+
+    def _start_scan(self, repo: str, digest: str) -> str:
+        try:
+            started = self.images.start_scan(repo, digest)
+        except ImageGone as gone:
+            return f"not started: {gone}"
+        logger.info("basic scan started" if started == "started" else "no scan started",
+                    repository=repo, digest=digest, reason=started)
+        return started
 
     def _platforms(self, event: ImageEvent, record: ImageRecord | None) -> list[Platform] | None:
         """The platform images when this digest is an image index (read once, on its push)."""

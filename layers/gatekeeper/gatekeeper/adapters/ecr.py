@@ -84,6 +84,29 @@ class EcrImages:
             raise
         return dict((described.get("imageDetails") or [{}])[0])
 
+    def start_scan(self, repository: str, digest: str) -> str:
+        """Start a basic scan of an image its repository does not scan on push; returns what
+        happened ("started", or why not). Never raises but for a gone image: a scan that
+        cannot start leaves the image to the scan timeout, which fails closed."""
+        try:
+            configs = self._ecr.batch_get_repository_scanning_configuration(
+                repositoryNames=[repository]).get("scanningConfigurations") or [{}]
+        except ClientError as err:
+            return f"scanning configuration unreadable: {_code(err)}"
+        frequency = configs[0].get("scanFrequency")
+        if configs[0].get("scanOnPush") or frequency != "MANUAL":
+            return f"not needed: scan frequency {frequency}"
+        try:
+            self._ecr.start_image_scan(repositoryName=repository,
+                                       imageId={"imageDigest": digest})
+        except ClientError as err:
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            # LimitExceededException (one basic scan a day), UnsupportedImageTypeException,
+            # ValidationException (a registry on enhanced scanning), AccessDenied, ...
+            return f"not started: {_code(err)}"
+        return "started"
+
     def scan(self, repository: str, digest: str) -> ScanResult | None:
         """The image's latest scan with all its findings; None when it was never scanned."""
         findings: list[Finding] = []
