@@ -50,6 +50,8 @@ DELIVERED_TO: dict[str, str | None] = {
     "s3-policy-object-created": POLICY_RULE,
     # What a schedule sends its target; no pattern may take it for something else.
     "scheduled-event": None,
+    # What SNS hands the Slack notifier (not an EventBridge event): no rule may take it.
+    "sns-verdict-notification": None,
 }
 RULES = (PUSH_RULE, BASIC_SCAN_RULE, INSPECTOR_RULE, FINDING_RULE, POLICY_RULE)
 CASES = [

@@ -58,6 +58,8 @@ def _say(text: str = "", indent: int = 0) -> None:
 
 
 class Demo:
+    slack: Any = None  # a LocalSlack: the first quarantine is also shown as Slack shows it
+
     def __init__(self, deployment: Any, ecr: Any, sqs: Any, queue_url: str) -> None:
         self.deployment = deployment
         self.ecr = ecr
@@ -89,7 +91,7 @@ class Demo:
                                     ReceiptHandle=message["ReceiptHandle"])
         return out
 
-    def show_messages(self) -> None:
+    def show_messages(self) -> list[dict[str, Any]]:
         messages = self.messages()
         if not messages:
             _say("SNS: no message (verdict unchanged)", 2)
@@ -98,6 +100,23 @@ class Demo:
             _say(f"SNS message: {note['Subject']}", 2)
             _say("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())), 4)
             _say(json.loads(note["Message"])["text"], 4)  # what the e-mail shows
+        return messages
+
+    def show_slack(self, notes: list[dict[str, Any]]) -> None:
+        """Once: SlackNotifierFunction run on these notifications, and the channel's view."""
+        if self.slack is None or not notes:
+            return
+        from gatekeeper.local.slack import render_text
+
+        slack, self.slack = self.slack, None
+        result, received = slack.deliver(notes)
+        _say("Slack (SlackNotifierFunction in-process; webhook URL from Secrets Manager, "
+             "a receiver on 127.0.0.1):", 2)
+        _say(f"-> {result!r}" if isinstance(result, Exception) else f"-> {json.dumps(result)}",
+             6)
+        for message in received:
+            _say("\n".join(f"| {line}" for line in render_text(message).splitlines()), 4)
+        slack.stop()
 
     def run(self, scenario: Scenario, scanned: Callable[..., None],
             push: Callable[..., str]) -> str:
@@ -127,7 +146,9 @@ class Demo:
         _say(f"verdict:     {result.get('verdict', '(none)')}", 2)
         _say(f"tags before: {', '.join(before)}", 2)
         _say(f"tags after:  {', '.join(after)}", 2)
-        self.show_messages()
+        notes = self.show_messages()
+        if result.get("verdict") == "QUARANTINED":
+            self.show_slack(notes)
         marker = result.get("marker")
         if marker:
             _say("The marker write comes back as a PUSH event; the gatekeeper knows its own:", 2)
@@ -234,6 +255,9 @@ def main() -> int:
              "matches invokes its function in-process with the template's environment.")
         demo = Demo(deployment, boto3.client("ecr", region_name=REGION),
                     boto3.client("sqs", region_name=REGION), queue_url)
+        from gatekeeper.local.slack import LocalSlack
+
+        demo.slack = LocalSlack.start(REGION)
         digests = {}
         for scenario in SCENARIOS:
             digests[scenario.repository] = demo.run(scenario, set_scan_result, push_image)
