@@ -7,6 +7,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 SAM_VERSION := 1.170.0
 SAM         := $(TOOLS)/sam/bin/sam
+# Security gate on the template (run by the template tests, so `make test` runs it in CI).
+CHECKOV_VERSION := 3.3.30
+CHECKOV     := $(TOOLS)/checkov/bin/checkov
 
 .PHONY: help install demo test lint fmt validate build bench clean
 
@@ -26,14 +29,21 @@ $(SAM): | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(TOOLS)/sam
 	$(UV) pip install -q --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
 
-install: $(VENV)/.installed $(SAM)  ## create .venv (app + dev tools) and .tools/sam (SAM CLI, kept apart)
+$(CHECKOV): | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(TOOLS)/checkov
+	$(UV) pip install -q --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+install: $(VENV)/.installed $(SAM) $(CHECKOV)  ## create .venv (app + dev tools), .tools/sam (SAM CLI) and .tools/checkov, each kept apart
 
 demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
 	$(PY) -m gatekeeper.local.demo
 
-test: $(VENV)/.installed $(SAM)  ## lint, then every test (domain, handlers on moto, template)
+bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+test: $(VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff, security rules included), then every test (domain, handlers on moto, template, checkov)
 	$(PY) -m ruff check .
-	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$$PATH" $(PY) -m pytest
+	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$(CURDIR)/$(TOOLS)/checkov/bin:$$PATH" $(PY) -m pytest
 
 lint: $(VENV)/.installed  ## ruff only
 	$(PY) -m ruff check .

@@ -22,7 +22,9 @@ FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "Sweepe
 # Invoked asynchronously by EventBridge rules: a failed event ends in the DLQ through the
 # function's EventInvokeConfig. OnReevaluateFunction is invoked synchronously by the SQS
 # poller instead: its failures go back to the queue, which redrives them to the DLQ.
-ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction")
+# SlackNotifierFunction (SNS, asynchronous too) exists only with SlackWebhookSecretArn.
+ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction",
+                   "SlackNotifierFunction")
 # The functions that judge images: each holds exactly the gatekeeper's grants.
 JUDGING_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")
 TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 60,
@@ -118,7 +120,9 @@ def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> No
 # --- functions ------------------------------------------------------------------------------
 
 def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
-    assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS)
+    # and the Slack notifier, only with its parameter (tests/template/test_slack_template.py)
+    assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS) | {
+        "SlackNotifierFunction"}
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -159,6 +163,7 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_QUARANTINED_TAG": {"Ref": "QuarantinedTagTemplate"},
         "GATEKEEPER_REEVALUATION_QUEUE_URL": {"Ref": "ReevaluationQueue"},
         "GATEKEEPER_SCAN_TIMEOUT_MINUTES": {"Ref": "ScanTimeoutMinutes"},
+        "GATEKEEPER_START_SCANS": {"Ref": "StartScanIfNotOnPush"},
     }
 
 
@@ -266,7 +271,8 @@ def test_the_sweep_runs_hourly(cfn: dict[str, Any]) -> None:
 def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -> None:
     # Given the queue's resource policy
     policy = cfn["Resources"]["DeadLetterQueuePolicy"]
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    (statement,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                    if s["Principal"] != {"Service": "sns.amazonaws.com"}]  # (Slack's redrive)
 
     # Then EventBridge may send to it, from exactly the template's six rules
     rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")]
@@ -454,16 +460,24 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     )
     if function_id in ASYNC_FUNCTIONS:
         expected |= pairs(("sqs:SendMessage", DLQ_ARN))
+    if function_id == "OnPushFunction":  # it starts the scans repositories do not run on push
+        expected |= pairs(("ecr:BatchGetRepositoryScanningConfiguration", repositories),
+                          ("ecr:StartImageScan", repositories))
     assert granted(statements) == expected
 
 
-def test_sweeper_role_only_scans_the_table_and_queues_reevaluations(cfn: dict[str, Any]) -> None:
-    # Given the sweeper's role; Then it reads the table by Scan only (it never judges, tags
-    # nor notifies) and sends only to the re-evaluation queue, and to the DLQ for its
-    # OnFailure destination (SAM's statement)
+def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_digest(
+        cfn: dict[str, Any]) -> None:
+    # Given the sweeper's role; Then it reads the table by Scan (it never judges nor tags),
+    # reads and deletes the verdict changes held for the digest and publishes the digest,
+    # and sends only to the re-evaluation queue, and to the DLQ for its OnFailure destination
+    # (SAM's statement)
     statements = role_statements(cfn, "SweeperFunction")
     assert granted(statements) == pairs(
         ("dynamodb:Scan", TABLE_ARN),
+        ("dynamodb:Query", TABLE_ARN),
+        ("dynamodb:DeleteItem", TABLE_ARN),
+        ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
     )
@@ -524,8 +538,12 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "QuarantinedTagTemplate": "quarantined-{digest12}",
         "PolicyObjectKey": "policy.yaml",
         "ScanTimeoutMinutes": 60,
+        "StartScanIfNotOnPush": "true",
         "LogLevel": "INFO",
         "LogRetentionInDays": 90,
+        "LogsKmsKeyArn": "",
+        "OperatorEmail": "",
+        "SlackWebhookSecretArn": "",
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

@@ -126,6 +126,8 @@ def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, 
         logger.info("re-evaluated", trigger=image_event.trigger, messages=len(ids),
                     **result.as_dict())
         _record_metrics(result)
+        if image_event.trigger == Trigger.SCAN_TIMEOUT and result.status == "judged":
+            _count("ScanTimeouts")  # no scan in time: judged by on_scan_failure
         results.append(result.as_dict())
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures],
             "results": results}

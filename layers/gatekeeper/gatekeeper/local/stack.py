@@ -21,6 +21,7 @@ import importlib
 import io
 import json
 import os
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -45,6 +46,9 @@ NOT_IN_MOTO = frozenset({
     "AWS::Lambda::EventInvokeConfig",
     "AWS::SQS::QueuePolicy",
     "AWS::S3::BucketPolicy",
+    "AWS::CloudWatch::Alarm",
+    # moto creates dashboards, but this one names the alarms, which it cannot create.
+    "AWS::CloudWatch::Dashboard",
     # moto would poll the queue itself and try to run the function in Docker; here the
     # consumer runs in-process through LocalDeployment.drain() instead.
     "AWS::Lambda::EventSourceMapping",
@@ -52,6 +56,26 @@ NOT_IN_MOTO = frozenset({
 
 
 # --- the template ---------------------------------------------------------------------------
+
+def _names_any(value: Any, logical_ids: set[str]) -> bool:
+    """Whether ``value`` refers to one of ``logical_ids`` (Ref, Fn::GetAtt or Fn::Sub)."""
+    if isinstance(value, dict):
+        if value.get("Ref") in logical_ids:
+            return True
+        get_att = value.get("Fn::GetAtt")
+        if isinstance(get_att, list) and get_att and get_att[0] in logical_ids:
+            return True
+        sub = value.get("Fn::Sub")
+        text = sub[0] if isinstance(sub, list) and sub else sub
+        if isinstance(text, str) and any(
+                name.split(".", 1)[0] in logical_ids
+                for name in re.findall(r"\$\{([^!}][^}]*)\}", text)):
+            return True
+        return any(_names_any(item, logical_ids) for item in value.values())
+    if isinstance(value, list):
+        return any(_names_any(item, logical_ids) for item in value)
+    return False
+
 
 def _for_moto(resource: dict[str, Any]) -> dict[str, Any]:
     """Without S3's EventBridge notifications: moto would route them to Lambda targets it
@@ -290,12 +314,19 @@ class LocalDeployment:
 
     @classmethod
     def create(cls, template_path: str | Path = "template.yaml", region: str = "us-east-1",
-               stack_name: str = STACK_NAME) -> LocalDeployment:
+               stack_name: str = STACK_NAME,
+               parameters: dict[str, str] | None = None) -> LocalDeployment:
+        """``parameters``: stack parameter values (the others keep their defaults)."""
         session = boto3.session.Session(region_name=region)
         cfn = transform_template(template_path, region)
+        left_out = {logical_id for logical_id, resource in cfn["Resources"].items()
+                    if resource["Type"] in NOT_IN_MOTO}
         local = {**cfn, "Resources": {logical_id: _for_moto(resource)
                                       for logical_id, resource in cfn["Resources"].items()
-                                      if resource["Type"] not in NOT_IN_MOTO}}
+                                      if logical_id not in left_out},
+                 # an output naming a resource left out (the dashboard's) is left out too
+                 "Outputs": {name: output for name, output in cfn.get("Outputs", {}).items()
+                             if not _names_any(output, left_out)}}
         s3 = session.client("s3")
         try:
             s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
@@ -309,7 +340,9 @@ class LocalDeployment:
                               Body=_placeholder_zip())
         cloudformation = session.client("cloudformation")
         cloudformation.create_stack(StackName=stack_name, TemplateBody=json.dumps(local),
-                                    Capabilities=["CAPABILITY_IAM"])
+                                    Capabilities=["CAPABILITY_IAM"],
+                                    Parameters=[{"ParameterKey": k, "ParameterValue": v}
+                                                for k, v in (parameters or {}).items()])
         status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
         if status != "CREATE_COMPLETE":
             raise RuntimeError(f"stack {stack_name} ended {status} in moto")
