@@ -16,10 +16,16 @@ import random
 import time
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from benchmarks.common import Row
 from gatekeeper.domain.findings import Finding, from_enhanced
 from gatekeeper.domain.policy import parse_policy
+
+BENCH = "evaluate"
+TARGET = 3.0
 
 SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED"]
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -82,14 +88,20 @@ def best(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--findings", type=int, default=10_000)
-    parser.add_argument("--exceptions", type=int, default=1_000)
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+@dataclass
+class Figures:
+    """Every figure of this benchmark: seconds, and bytes for the traced peaks."""
+
+    floor: float
+    raw_floor: float
+    normalise: float
+    evaluate: list[dict[str, Any]]  # label, seconds, peak, outcome, counted, ignored, ...
+
+
+def measure(findings_count: int = 10_000, exceptions: int = 1_000,
+            repeats: int = 15) -> Figures:
     rng = random.Random(7)
-    raw = raw_findings(args.findings, rng)
+    raw = raw_findings(findings_count, rng)
     findings: list[Finding] = [from_enhanced(r) for r in raw]
 
     def floor() -> None:
@@ -105,26 +117,58 @@ def main() -> None:
     def normalise() -> None:
         [from_enhanced(r) for r in raw]
 
-    floor_s = best(floor, args.repeats)
-    print(f"image: {args.findings} enhanced findings; policy: {args.exceptions} exceptions")
-    print(f"floor (read id + severity of each Finding):   {floor_s * 1e3:8.2f} ms")
+    floor_s = best(floor, repeats)
+    evaluated = []
     for label, rules in (("limits + exceptions", False), ("every rule switched on", True)):
-        policy = parse_policy(policy_text(args.exceptions, args.findings, random.Random(11),
+        policy = parse_policy(policy_text(exceptions, findings_count, random.Random(11),
                                           rules), version="bench")
-        eval_s = best(lambda p=policy: p.evaluate("team-a/web", findings, NOW), args.repeats)
+        eval_s = best(lambda p=policy: p.evaluate("team-a/web", findings, NOW), repeats)
         tracemalloc.start()
         verdict = policy.evaluate("team-a/web", findings, NOW)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        print(f"evaluate, {label + ':':<24}{eval_s * 1e3:8.2f} ms   ratio "
-              f"{eval_s / floor_s:5.2f}x  (target <= 3x); {verdict.outcome}, counted "
-              f"{len(verdict.counted)}, ignored {len(verdict.ignored)} (exceptions used: "
-              f"{len(verdict.exceptions_used)}); peak {peak / 1e6:.2f} MB")
-    raw_floor_s = best(raw_floor, args.repeats)
-    norm_s = best(normalise, max(3, args.repeats // 3))
-    print(f"raw floor (read id + severity of each dict):  {raw_floor_s * 1e3:8.2f} ms")
-    print(f"normalise (raw enhanced finding -> Finding):  {norm_s * 1e3:8.2f} ms   ratio "
-          f"{norm_s / raw_floor_s:5.2f}x  (reported, no target)")
+        evaluated.append({"label": label, "seconds": eval_s, "peak": peak,
+                          "outcome": str(verdict.outcome), "counted": len(verdict.counted),
+                          "ignored": len(verdict.ignored),
+                          "exceptions_used": len(verdict.exceptions_used)})
+    return Figures(floor=floor_s, raw_floor=best(raw_floor, repeats),
+                   normalise=best(normalise, max(3, repeats // 3)), evaluate=evaluated)
+
+
+def run(findings: int = 10_000, exceptions: int = 1_000, repeats: int = 15,
+        verbose: bool = True) -> list[Row]:
+    """The figures as rows of the suite's table (python -m benchmarks)."""
+    out = measure(findings, exceptions, repeats)
+    rows = [Row(BENCH, f"evaluate {findings:,} findings, {exceptions:,} exceptions, "
+                       f"{item['label']}", item["seconds"] * 1e3, "ms", out.floor * 1e3,
+                "read id + severity", TARGET,
+                note=f"{item['outcome']}, counted {item['counted']}, ignored {item['ignored']} "
+                     f"(exceptions used: {item['exceptions_used']}); traced peak "
+                     f"{item['peak'] / 1e6:.2f} MB")
+            for item in out.evaluate]
+    rows.append(Row(BENCH, f"normalise {findings:,} raw enhanced findings -> Finding",
+                    out.normalise * 1e3, "ms", out.raw_floor * 1e3, "read id + severity"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--findings", type=int, default=10_000)
+    parser.add_argument("--exceptions", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    out = measure(args.findings, args.exceptions, args.repeats)
+    print(f"image: {args.findings} enhanced findings; policy: {args.exceptions} exceptions")
+    print(f"floor (read id + severity of each Finding):   {out.floor * 1e3:8.2f} ms")
+    for item in out.evaluate:
+        eval_s = item["seconds"]
+        print(f"evaluate, {item['label'] + ':':<24}{eval_s * 1e3:8.2f} ms   ratio "
+              f"{eval_s / out.floor:5.2f}x  (target <= {TARGET:g}x); {item['outcome']}, counted "
+              f"{item['counted']}, ignored {item['ignored']} (exceptions used: "
+              f"{item['exceptions_used']}); peak {item['peak'] / 1e6:.2f} MB")
+    print(f"raw floor (read id + severity of each dict):  {out.raw_floor * 1e3:8.2f} ms")
+    print(f"normalise (raw enhanced finding -> Finding):  {out.normalise * 1e3:8.2f} ms   ratio "
+          f"{out.normalise / out.raw_floor:5.2f}x  (reported, no target)")
 
 
 if __name__ == "__main__":

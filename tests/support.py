@@ -99,6 +99,15 @@ class World:
                                          imageIds=[{"imageDigest": digest}])
         return bool(found["images"])
 
+    def environment(self) -> dict[str, str]:
+        """The variables the template gives the functions, pointing at this world."""
+        return {
+            "GATEKEEPER_TABLE": self.config.table_name,
+            "GATEKEEPER_TOPIC_ARN": self.config.topic_arn,
+            "GATEKEEPER_POLICY_BUCKET": self.config.policy_bucket,
+            "GATEKEEPER_POLICY_KEY": self.config.policy_key,
+        }
+
     def publish_policy(self, text: str) -> str:
         s3 = self.session.client("s3")
         put = s3.put_object(Bucket=self.config.policy_bucket, Key=self.config.policy_key,

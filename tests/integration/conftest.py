@@ -3,7 +3,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -35,13 +34,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     and the handlers' environment pointing at it."""
     with mock_aws():
         world = make_world()
-        env: dict[str, Any] = {
-            "GATEKEEPER_TABLE": world.config.table_name,
-            "GATEKEEPER_TOPIC_ARN": world.config.topic_arn,
-            "GATEKEEPER_POLICY_BUCKET": world.config.policy_bucket,
-            "GATEKEEPER_POLICY_KEY": world.config.policy_key,
-            "GATEKEEPER_POLICY_CACHE_SECONDS": "0",
-        }
+        env = {**world.environment(), "GATEKEEPER_POLICY_CACHE_SECONDS": "0"}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         # The handlers build their Gatekeeper from the environment, as in Lambda, but on this

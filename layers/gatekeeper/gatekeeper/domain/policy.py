@@ -14,14 +14,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome, Verdict
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_POLICY_BYTES = 1_000_000
 SCHEMA_VERSION = 1
@@ -188,12 +189,14 @@ BUILTIN_POLICY = Policy(
 
 def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str = "") -> Policy:
     """Parse and validate a policy document; raise PolicyError listing every problem."""
+    import yaml  # see _loader
+
     size = len(text.encode("utf-8", "replace")) if isinstance(text, str) else len(text)
     if size > MAX_POLICY_BYTES:
         raise PolicyError([PolicyIssue("", f"larger than {MAX_POLICY_BYTES} bytes")], source)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        node = yaml.compose(text, Loader=_loader())
+        data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -294,14 +297,20 @@ def _exceptions(raw: Any, lines: dict[Path, int]
     return found, issues
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without implicit timestamps: dates stay text, checked with their line."""
+@functools.cache
+def _loader() -> type[yaml.SafeLoader]:
+    import yaml  # on the first policy parsed, not at every import (a Lambda cold start)
 
+    class _Loader(yaml.SafeLoader):
+        """SafeLoader without implicit timestamps: dates stay text, checked with their line."""
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    _Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return _Loader
+
 _EXPIRES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
                       r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?")
 
@@ -330,6 +339,8 @@ def _plain(value: Any, budget: list[int]) -> Any:
 
 def _lines(root: yaml.Node | None) -> dict[Path, int]:
     """Line number (1-based) of every mapping value and sequence item, keyed by its path."""
+    import yaml
+
     lines: dict[Path, int] = {}
     stack: list[tuple[Path, yaml.Node]] = [((), root)] if root is not None else []
     seen: set[int] = set()

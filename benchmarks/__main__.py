@@ -1,0 +1,97 @@
+"""The benchmark suite, apart from the tests: ``python -m benchmarks`` (``make bench``).
+
+    .venv/bin/python -m benchmarks                       # everything (a few minutes)
+    .venv/bin/python -m benchmarks --only cold_start     # one (or --only a,b)
+    .venv/bin/python -m benchmarks --only throughput --events 1000
+
+A shared machine is noisy: each figure is printed beside a baseline measured in the same run
+and judged by their ratio (or, for memory and size, against a Lambda limit). Call counts are
+the exception: they are deterministic, so tests/integration/test_api_budget.py asserts them
+too. Exit status 0 whatever the figures; with --strict, 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.common import Row, table
+
+BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "memory", "evaluate")
+
+
+def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
+    # Imported on demand; evaluate runs in this process, last (it grows it: memory's probes
+    # have small parents of their own anyway).
+    if name == "size":
+        from benchmarks import bench_size
+        return lambda: bench_size.run(force_build=args.build)
+    if name == "api_budget":
+        from benchmarks import bench_api_budget
+        return bench_api_budget.run
+    if name == "cold_start":
+        from benchmarks import bench_cold_start
+        return lambda: bench_cold_start.run(runs=args.runs)
+    if name == "throughput":
+        from benchmarks import bench_throughput
+        return lambda: bench_throughput.run(events=args.events)
+    if name == "memory":
+        from benchmarks import bench_memory
+        return lambda: bench_memory.run(findings=args.findings)
+    from benchmarks import bench_evaluate
+    return lambda: bench_evaluate.run(findings=args.findings, exceptions=args.exceptions)
+
+
+def _names(values: list[str]) -> list[str]:
+    chosen = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {', '.join(unknown)}; "
+                         f"choose from {', '.join(BENCHMARKS)}")
+    return [n for n in BENCHMARKS if n in chosen] if chosen else list(BENCHMARKS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
+                        help="run only these benchmarks")
+    parser.add_argument("--runs", type=int, default=7,
+                        help="cold_start: fresh interpreters per target (default 7)")
+    parser.add_argument("--events", type=int, default=200,
+                        help="throughput: scan-complete events (default 200; 1000 for the "
+                             "figure of record)")
+    parser.add_argument("--findings", type=int, default=10_000,
+                        help="memory and evaluate: findings of the image (default 10000)")
+    parser.add_argument("--exceptions", type=int, default=1_000,
+                        help="evaluate: exceptions in the policy (default 1000)")
+    parser.add_argument("--build", action="store_true",
+                        help="size: run make build first even if the build looks current")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every row here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    rows: list[Row] = []
+    for name in _names(args.only):
+        print(f"== {name}", flush=True)
+        started = time.perf_counter()
+        got = _runner(name, args)()
+        rows += got
+        print(f"{table(got)}\n({name}: {time.perf_counter() - started:.0f} s)\n", flush=True)
+
+    missed = [row for row in rows if row.ok is False]
+    print(f"{len(rows)} figures, {sum(r.ok is not None for r in rows)} with a target, "
+          f"{len(missed)} missed" + "".join(f"\n  missed: {r.bench}: {r.what}" for r in missed))
+    if args.json:
+        args.json.write_text(json.dumps([row.as_dict() for row in rows], indent=2))
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
