@@ -25,6 +25,7 @@ from gatekeeper import runtime
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.cli import main
 from gatekeeper.local.ecr import manifest, set_scan_result
+from gatekeeper.local.slack import WebhookReceiver
 from gatekeeper.local.stack import STACK_NAME, LocalDeployment
 from gatekeeper.operator import parse_reference
 from tests.support import (
@@ -674,3 +675,37 @@ def test_replay_dlq_reevaluates_requests_redriven_from_the_reevaluation_queue(
     assert "re-evaluated (expiry): team-a/web@" in run.out
     assert len(queued(sqs, url)) == 1
     assert run.out.splitlines()[-1] == "2 message(s): replayed 1, still failing 0, kept 1"
+
+
+def test_replay_dlq_reposts_a_failed_slack_notification(
+        world: World, monkeypatch: pytest.MonkeyPatch, gatekeeper: Any) -> None:
+    # Given a Slack notification whose invocation failed every retry (the webhook was down)
+    # in the dead-letter queue, the webhook secret in Secrets Manager, and Slack up again
+    url = dead_letter_queue(world, monkeypatch)
+    event = load_event("sns-verdict-notification")
+    record = lambda_failure_record(event)
+    record["responsePayload"] = {"errorType": "WebhookError", "errorMessage": "HTTP 503"}
+    sqs = world.session.client("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    with WebhookReceiver() as receiver:
+        secret = world.session.client("secretsmanager").create_secret(
+            Name="gatekeeper/slack-webhook", SecretString=receiver.url)["ARN"]
+
+        # When the queue is replayed without knowing the secret, Then the letter is kept
+        kept = gatekeeper("replay-dlq")
+        assert "kept: Slack notification [QUARANTINED] team-b/api:2.0.0: no " \
+               "SlackWebhookSecretArn" in kept.out
+        assert len(queued(sqs, url)) == 1 and receiver.messages() == []
+
+        # When it is replayed knowing the secret (as --stack reads it from the stack)
+        monkeypatch.setenv("GATEKEEPER_SLACK_SECRET_ARN", secret)
+        run = gatekeeper("replay-dlq")
+
+        # Then the notification is posted to Slack and leaves the queue
+        assert "re-posted: Slack notification [QUARANTINED] team-b/api:2.0.0" in run.out
+        assert run.out.splitlines()[-1] == "1 message(s): replayed 1, still failing 0, kept 0"
+        assert queued(sqs, url) == []
+        [posted] = receiver.messages()
+        assert "QUARANTINED" in json.dumps(posted)
+        # and the webhook URL was never printed
+        assert receiver.url not in run.out + run.err

@@ -100,6 +100,7 @@ class Deployment:
     dlq_url: str | None
     markers: MarkerScheme
     stack: str | None = None
+    slack_secret: str | None = None  # the SlackWebhookSecretArn the stack was deployed with
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -173,7 +174,10 @@ def resolve(*, region: str | None, endpoint_url: str | None, stack: str | None,
         raise OperatorError(str(err)) from None
     key = (policy_key or parameters.get("PolicyObjectKey") or env.get("GATEKEEPER_POLICY_KEY")
            or "policy.yaml")
-    return Deployment(session=session, policy_key=key, markers=markers, stack=stack, **values)
+    slack_secret = (parameters.get("SlackWebhookSecretArn")
+                    or env.get("GATEKEEPER_SLACK_SECRET_ARN") or None)
+    return Deployment(session=session, policy_key=key, markers=markers, stack=stack,
+                      slack_secret=slack_secret, **values)
 
 
 @contextmanager
@@ -686,6 +690,7 @@ def replay_dlq(deployment: Deployment, *, max_messages: int | None = None,
     sqs = deployment.session.client("sqs", config=_BOTO)
     url = str(deployment.dlq_url)
     built = cache(deployment.gatekeeper)
+    slack = cache(lambda: _slack_notifier(deployment))
     accept = set(Kind) - {Kind.REEVALUATE}
     seen: set[str] = set()
     to_release: list[str] = []  # receipt handles of what stays, made visible again at the end
@@ -702,7 +707,7 @@ def replay_dlq(deployment: Deployment, *, max_messages: int | None = None,
                 break  # empty, or only messages seen already (their visibility ran out)
             for message in fresh:
                 seen.add(message["MessageId"])
-                outcome, line = _replay_one(message, accept, built, dry_run)
+                outcome, line = _replay_one(message, accept, built, dry_run, slack)
                 counts[outcome] += 1
                 if outcome == "replayed" and not dry_run:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
@@ -726,12 +731,15 @@ def replay_dlq(deployment: Deployment, *, max_messages: int | None = None,
 
 
 def _replay_one(message: Mapping[str, Any], accept: set[Kind],
-                gatekeeper: Callable[[], Gatekeeper], dry_run: bool) -> tuple[str, str]:
+                gatekeeper: Callable[[], Gatekeeper], dry_run: bool,
+                slack: Callable[[], Any] | None = None) -> tuple[str, str]:
     from gatekeeper.entry import handle_event  # the handlers' own entry point
 
     letter = read_letter(message.get("Body") or "", message.get("MessageAttributes"))
     if letter.event is None:
         return "kept", f"kept: unknown message ({letter.origin}); left in the queue"
+    if _is_sns_event(letter.event):
+        return _replay_slack(letter, slack, dry_run)
     what = _describe_event(letter.event)
     was = f" (failed with {_one_line_text(letter.error)})" if letter.error else ""
     if letter.event.get("schema") == REQUEST_MARK:
@@ -752,6 +760,50 @@ def _replay_one(message: Mapping[str, Any], accept: set[Kind],
         metrics.clear_metrics()  # the CLI publishes no metrics (they would print to stdout)
     verdict = f" {result['verdict']}" if result.get("verdict") else ""
     return "replayed", f"replayed: {what} -> {result.get('status')}{verdict}"
+
+
+def _is_sns_event(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    return (isinstance(records, list) and bool(records) and isinstance(records[0], dict)
+            and records[0].get("EventSource") == "aws:sns")
+
+
+def _slack_notifier(deployment: Deployment) -> Any:
+    """The Slack notifier as the function builds it, reading the stack's secret through this
+    session (so --endpoint-url reaches a local Secrets Manager too)."""
+    from gatekeeper.adapters.webhook import WebhookPoster
+    from gatekeeper.slack_entry import SecretWebhooks, SlackNotifier
+
+    if not deployment.slack_secret:
+        raise OperatorError("no SlackWebhookSecretArn: pass --stack (or set "
+                            "GATEKEEPER_SLACK_SECRET_ARN)")
+    client = deployment.session.client("secretsmanager", config=_BOTO)
+    return SlackNotifier(SecretWebhooks(deployment.slack_secret, client=client), WebhookPoster())
+
+
+def _replay_slack(letter: Letter, slack: Callable[[], Any] | None,
+                  dry_run: bool) -> tuple[str, str]:
+    """A failed invocation of the Slack notifier: post its notifications again."""
+    from gatekeeper.slack_entry import handle_sns
+
+    was = f" (failed with {_one_line_text(letter.error)})" if letter.error else ""
+    event = letter.event or {}
+    subjects = ", ".join(str((r.get("Sns") or {}).get("Subject") or "?")
+                         for r in event["Records"])
+    what = f"Slack notification {subjects}"
+    if dry_run:
+        return "replayed", f"would re-post: {what} from {letter.origin}{was}"
+    try:
+        if slack is None:
+            raise OperatorError("no Slack notifier")
+        posted = handle_sns(event, notifier=slack)
+    except OperatorError as err:
+        return "kept", f"kept: {what}: {err}"
+    except Exception as err:
+        return "failing", f"still failing: {what}: {_one_line(err)}{was}"
+    finally:
+        metrics.clear_metrics()
+    return "replayed", f"re-posted: {what} -> {posted}"
 
 
 def _replay_reevaluation(letter: Any, what: str, reason: str,

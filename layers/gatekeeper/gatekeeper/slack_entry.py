@@ -158,15 +158,19 @@ class SecretWebhooks:
     """The webhook URLs, read from Secrets Manager through Powertools' parameters utility
     (``get_secret`` with its cache, on a client with short timeouts)."""
 
-    def __init__(self, secret_arn: str, max_age: int = SECRET_MAX_AGE) -> None:
+    def __init__(self, secret_arn: str, max_age: int = SECRET_MAX_AGE,
+                 client: Any = None) -> None:
         self.secret_arn = secret_arn
         self.max_age = max_age
         self._stale = False
+        self._client = client  # a Secrets Manager client of the caller's (the operator CLI)
         self._provider: parameters.SecretsProvider | None = None
 
     def get(self) -> Webhooks:
         if self._provider is None:  # created on first use, like Powertools' default one
-            self._provider = parameters.SecretsProvider(boto_config=SECRETS_CONFIG)
+            self._provider = (parameters.SecretsProvider(boto3_client=self._client)
+                              if self._client is not None
+                              else parameters.SecretsProvider(boto_config=SECRETS_CONFIG))
         try:
             value = self._provider.get(self.secret_arn, max_age=self.max_age,
                                        force_fetch=self._stale)
