@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.domain.findings import Severity
+from gatekeeper.domain.markup import escape
 from gatekeeper.domain.slack import (
     FIELD_TEXT_MAX,
     FIELDS_MAX,
@@ -21,7 +22,6 @@ from gatekeeper.domain.slack import (
     SECTION_TEXT_MAX,
     UnsupportedDocument,
     clip,
-    escape,
     limit_violations,
     payload_size,
     safe_url,

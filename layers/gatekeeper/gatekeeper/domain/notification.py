@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from gatekeeper.domain.markup import ICONS, escape
 from gatekeeper.domain.report import explain, verdict_document
 from gatekeeper.domain.verdict import Verdict
 
@@ -31,8 +32,6 @@ _SUBJECT_MAX = 100  # SNS: at most 100 printable ASCII characters
 _CHATBOT_TITLE_MAX = 250
 _CHATBOT_DESCRIPTION_MAX = 4_000
 _BREACH_IDS_SHOWN = 50
-_EMOJI = {"QUARANTINED": ":no_entry:", "APPROVED_WITH_WARNINGS": ":warning:",
-          "APPROVED": ":white_check_mark:"}
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,6 @@ def _ascii(text: str) -> str:
 def _subject(text: str) -> str:
     subject = _ascii(text)
     return subject if len(subject) <= _SUBJECT_MAX else subject[: _SUBJECT_MAX - 3] + "..."
-
-
-def markdown_escape(text: str) -> str:
-    """Text from findings and images, made inert for Slack-style markup (no mentions, no
-    hidden links): Slack itself only interprets ``&``, ``<`` and ``>``."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -183,15 +176,15 @@ def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str
                      verdict_id: str) -> dict[str, Any]:
     outcome = str(verdict.outcome)
     change = f"{previous} → {outcome}" if previous else "new verdict"
-    description = [f"*{markdown_escape(change)}* · `{image.digest}`",
-                   f"Policy version `{markdown_escape(verdict.policy_version)}`, rule "
-                   f"`{markdown_escape(verdict.matched_rule)}`, mode {verdict.mode}", ""]
-    description += [f"• {markdown_escape(reason)}" for reason in verdict.reasons[:10]]
+    description = [f"*{escape(change)}* · `{image.digest}`",
+                   f"Policy version `{escape(verdict.policy_version)}`, rule "
+                   f"`{escape(verdict.matched_rule)}`, mode {verdict.mode}", ""]
+    description += [f"• {escape(reason)}" for reason in verdict.reasons[:10]]
     if len(verdict.reasons) > 10:
         description.append(f"• … and {len(verdict.reasons) - 10} more")
     if verdict.exceptions_used:
         description += ["", "*Exceptions applied*"]
-        description += [f"• {markdown_escape(e.id)} ({markdown_escape(e.owner)}), expires "
+        description += [f"• {escape(e.id)} ({escape(e.owner)}), expires "
                         f"{e.expires}" for e in verdict.exceptions_used[:10]]
     url = image.console_url()
     if url:
@@ -211,7 +204,7 @@ def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str
         "id": verdict_id or f"{image.digest[7:19]}-{outcome}",
         "content": {
             "textType": "client-markdown",
-            "title": _clip(f"{_EMOJI.get(outcome, '')} {outcome}: {markdown_escape(name)}",
+            "title": _clip(f"{ICONS.get(outcome, '')} {outcome}: {escape(name)}",
                            _CHATBOT_TITLE_MAX),
             "description": _clip("\n".join(description), _CHATBOT_DESCRIPTION_MAX),
             "nextSteps": steps,
@@ -299,9 +292,9 @@ def forgery_notification(image: ImageRef, tag: str, *, removed: bool,
         "content": {
             "textType": "client-markdown",
             "title": _clip(f":rotating_light: Forged marker tag on "
-                           f"{markdown_escape(image.repository)}", _CHATBOT_TITLE_MAX),
+                           f"{escape(image.repository)}", _CHATBOT_TITLE_MAX),
             "description": _clip(
-                f"Tag `{markdown_escape(tag)}` pushed on `{image.digest}` was not written by "
+                f"Tag `{escape(tag)}` pushed on `{image.digest}` was not written by "
                 f"the gatekeeper; it was {'removed' if removed else 'kept (only tag)'} and the "
                 "image is being re-evaluated.", _CHATBOT_DESCRIPTION_MAX),
             "nextSteps": ["Find who pushed it: CloudTrail, PutImage on this repository"],
@@ -357,7 +350,7 @@ def digest_notification(entries: Sequence[Mapping[str, Any]], *, time: str,
         "content": {
             "textType": "client-markdown",
             "title": f":memo: Verdict digest: {summary}"[:_CHATBOT_TITLE_MAX],
-            "description": _clip("\n".join(markdown_escape(line) for line in lines[2:]),
+            "description": _clip("\n".join(escape(line) for line in lines[2:]),
                                  _CHATBOT_DESCRIPTION_MAX),
             "keywords": ["digest", *sorted(counts)],
         },

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-SCHEMA = "gatekeeper.notification/v1"
+from gatekeeper.domain.markup import ESCAPES, ICONS, plain
+from gatekeeper.domain.notification import SCHEMA
+
 KINDS = ("verdict", "forged_marker", "digest")
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)
@@ -44,7 +46,6 @@ FALLBACK_TEXT_MAX = 300  # the notification text (also what Slack shows without 
 _CONTEXT_TEXT_MAX = 500  # our own, per context element
 _FINDING_URL_MAX = 400  # a longer finding link is dropped (the id is still shown)
 
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # plain_text (headers) is shown as is, never parsed: '<' and '>' become look-alikes so that
 # it can never hold a control sequence, however Slack reads it; '&' stays.
 _PLAIN_TEXT = {"<": "\u2039", ">": "\u203a"}
@@ -53,10 +54,6 @@ _DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")
 # What a generated link may contain: printable ASCII without space, quotes, backslash,
 # braces, '|' (ends the URL part of <url|label>) and '<', '>' (end the link).
 _URL_CHARS = re.compile(r"[!#-&(-;=?-\[\]_a-z~]+", re.IGNORECASE)
-
-ICONS = {"QUARANTINED": ":no_entry:", "APPROVED": ":white_check_mark:",
-         "APPROVED_WITH_WARNINGS": ":warning:"}
-
 
 class UnsupportedDocument(ValueError):
     """Not a notification this module renders: another schema, or an unknown kind."""
@@ -74,23 +71,12 @@ def payload_size(payload: Mapping[str, Any]) -> int:
     return slack_length(json.dumps(payload, ensure_ascii=False))
 
 
-def _plain(value: Any) -> str:
-    """Untrusted text on one line: control characters (newlines, tabs...) become spaces."""
-    text = "" if value is None else str(value)
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
-
-
-def escape(value: Any) -> str:
-    """``value`` as literal text in Slack: ``&``, ``<``, ``>`` escaped, on one line."""
-    return "".join(_ESCAPES.get(c, c) for c in _plain(value))
-
-
-def clip(value: Any, limit: int, escapes: Mapping[str, str] = _ESCAPES) -> str:
+def clip(value: Any, limit: int, escapes: Mapping[str, str] = ESCAPES) -> str:
     """``value`` escaped, cut to at most ``limit`` (Slack length) with an ellipsis.
 
     The cut is made on the unescaped text, so it never splits an escape like ``&amp;``.
     """
-    pieces = [escapes.get(c, c) for c in _plain(value)]
+    pieces = [escapes.get(c, c) for c in plain(value)]
     sizes = [slack_length(p) for p in pieces]
     if sum(sizes) <= limit:
         return "".join(pieces)
@@ -269,12 +255,12 @@ def _int(value: Any) -> int:
 
 def _name(image: Mapping[str, Any]) -> str:
     """repository:tag (the first tag that is not the marker), or repository@sha256:<12>."""
-    repository = _plain(image.get("repository") or "(unknown repository)")
+    repository = plain(image.get("repository") or "(unknown repository)")
     marker = image.get("marker")
     tags = [t for t in _list(image.get("tags")) if isinstance(t, str) and t and t != marker]
     if tags:
-        return f"{repository}:{_plain(tags[0])}"
-    digest = _plain(image.get("digest") or "")
+        return f"{repository}:{plain(tags[0])}"
+    digest = plain(image.get("digest") or "")
     return f"{repository}@{digest[:19]}" if digest else repository
 
 
@@ -359,10 +345,10 @@ def _breach_rule(breach: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], boo
 def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     image = _dict(doc.get("image"))
     verdict = _dict(doc.get("verdict"))
-    outcome = _plain(verdict.get("outcome") or "UNKNOWN")
+    outcome = plain(verdict.get("outcome") or "UNKNOWN")
     previous = doc.get("previous")
     name = _name(image)
-    mode = _plain(verdict.get("mode") or "enforce")
+    mode = plain(verdict.get("mode") or "enforce")
     monitor = " (monitor mode)" if mode == "monitor" else ""
     icon = ICONS.get(outcome, ":grey_question:")
     reasons = [r for r in _list(verdict.get("reasons")) if r]
@@ -391,11 +377,11 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     expiring = [_dict(e) for e in _list(exceptions.get("expiring"))]
     policy = _dict(verdict.get("policy"))
     url = _console(image)
-    change = f"{outcome} (was {_plain(previous)})" if previous else f"{outcome} (new)"
+    change = f"{outcome} (was {plain(previous)})" if previous else f"{outcome} (new)"
     counts = _dict(verdict.get("counts"))
     counts_text = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
     first_reason = reasons[0] if reasons else ""
-    fallback = f"{outcome}{monitor}: {name}" + (f" — {_plain(first_reason)}" if reasons else "")
+    fallback = f"{outcome}{monitor}: {name}" + (f" — {plain(first_reason)}" if reasons else "")
 
     def build(detail: _Detail) -> dict[str, Any]:
         blocks: list[dict[str, Any] | None] = [
@@ -404,7 +390,7 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
                 ("Verdict", clip(change, 200)),
                 ("Image", clip(name, 300)),
                 ("Digest", _digest(image.get("digest"))),
-                ("Tags", clip(", ".join(_plain(t) for t in _list(image.get("tags")))
+                ("Tags", clip(", ".join(plain(t) for t in _list(image.get("tags")))
                               or "(untagged)", 300)),
                 ("Findings", clip(counts_text, 300)),
                 ("Policy", clip(f"version {policy.get('version') or '?'}, rule "
@@ -458,7 +444,7 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
             notes.append(clip(
                 f"The notification left out {_int(omitted.get('counted'))} counted and "
                 f"{_int(omitted.get('ignored'))} ignored findings; gatekeeper status "
-                f"{_plain(image.get('repository'))}@{_plain(image.get('digest'))} shows all",
+                f"{plain(image.get('repository'))}@{plain(image.get('digest'))} shows all",
                 _CONTEXT_TEXT_MAX))
         blocks.append(_context(*(n for n in notes if n)))
         return {"text": clip(fallback, FALLBACK_TEXT_MAX), "blocks": [b for b in blocks if b]}
@@ -476,8 +462,8 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
 def _forgery_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     image = _dict(doc.get("image"))
     alert = _dict(doc.get("alert"))
-    repository = _plain(image.get("repository") or "(unknown repository)")
-    tag = _plain(alert.get("tag") or "?")
+    repository = plain(image.get("repository") or "(unknown repository)")
+    tag = plain(alert.get("tag") or "?")
     removed = alert.get("removed") is True
     action = ("removed" if removed else
               "KEPT: it is the image's only tag, and removing it would delete the image")
@@ -511,7 +497,7 @@ def _forgery_message(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _entry_line(entry: Mapping[str, Any], detail: _Detail) -> str:
-    outcome = _plain(entry.get("outcome") or "UNKNOWN")
+    outcome = plain(entry.get("outcome") or "UNKNOWN")
     url = safe_url(entry.get("console_url"), https_only=True)
     name = link(url, _name(entry), 200)
     was = f"was {clip(entry['previous'], 30)}, " if entry.get("previous") else "new, "
@@ -529,7 +515,7 @@ def _digest_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     counts = _dict(doc.get("counts"))
     noun = "change" if total == 1 else "changes"
     title = f":clipboard: Verdict digest: {total} verdict {noun}"
-    summary = ", ".join(f"{_plain(k)} {v}" for k, v in counts.items())
+    summary = ", ".join(f"{plain(k)} {v}" for k, v in counts.items())
     fallback = f"Verdict digest: {total} verdict {noun}" + (f" ({summary})" if summary else "")
 
     def build(detail: _Detail) -> dict[str, Any]:
