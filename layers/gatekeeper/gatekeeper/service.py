@@ -172,7 +172,7 @@ class Gatekeeper:
                         recorded=record.scan_completed_at)
             return Result("stale", repo, digest, verdict=record.state,
                           reason="scan older than the recorded verdict")
-        return self._apply(event, record, verdict, completed)
+        return self._apply(event, record, verdict, completed, policy.notifications)
 
     def _start_scan(self, repo: str, digest: str) -> str:
         try:
@@ -209,10 +209,11 @@ class Gatekeeper:
             logger.info("image index pending", repository=repo, digest=digest, waiting=waiting)
             return Result("pending", repo, digest, verdict=PENDING,
                           reason=f"image index waiting for {', '.join(waiting)}")
-        verdict = self.policies.get().index(repo, [
+        policy = self.policies.get()
+        verdict = policy.index(repo, [
             (p.platform, p.digest, child.state, child.reasons)
             for p, child in judged if child is not None])
-        return self._apply(event, record, verdict, None)
+        return self._apply(event, record, verdict, None, policy.notifications)
 
     def _verdict(self, event: ImageEvent, scan: ScanResult | None, policy: Policy,
                  now: datetime) -> Verdict | None:
@@ -264,7 +265,7 @@ class Gatekeeper:
         return None
 
     def _apply(self, event: ImageEvent, record: ImageRecord | None, verdict: Verdict,
-               scan_completed_at: str | None) -> Result:
+               scan_completed_at: str | None, settings: Notifications) -> Result:
         repo, digest = event.repository, event.digest
         if verdict.monitor:  # monitor mode: recorded and notified, no tag changed
             marker = record.marker if record is not None else None
@@ -281,7 +282,7 @@ class Gatekeeper:
             # it: announce it first, under its own verdict_id, so subscribers hear of every
             # verdict that was in force, in order (at least once; never lost).
             self._announce(event, record, _recorded_verdict(record), previous, record.marker,
-                           record.tags, trigger=record.trigger)
+                           record.tags, settings, trigger=record.trigger)
             previous = record.state
         changed = previous != verdict.outcome
         tags = tuple(t for t in (record.tags if record else ()) + event.tags
@@ -339,7 +340,8 @@ class Gatekeeper:
         if changed:
             # Before the notice and the settle: if this fails, the retry resumes here.
             self._follow_indexes(event)
-            notified = self._announce(event, committed, verdict, previous, marker, tags)
+            notified = self._announce(event, committed, verdict, previous, marker, tags,
+                                      settings)
         self.store.put(replace(committed, settled=True, stale_markers=remaining,
                                archived=archived), committed.revision)
         if not changed:  # the same verdict, now enforced by its marker
@@ -350,11 +352,11 @@ class Gatekeeper:
 
     def _announce(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
                   previous: str | None, marker: str | None, tags: tuple[str, ...],
-                  trigger: str | None = None) -> bool:
-        """Publish the change now, or hold it for the digest; True when published."""
+                  settings: Notifications, trigger: str | None = None) -> bool:
+        """Publish the change now, or hold it for the digest (as the policy that judged it
+        says); True when published."""
         repo, digest = event.repository, event.digest
         trigger = trigger or event.cause
-        settings = self._notifications()
         channel = settings.channel_for(repo)
         image = ImageRef(repo, digest, tags, event.account, event.region)
         verdict_id = f"{digest[7:19]}-{committed.revision}"
