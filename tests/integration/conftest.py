@@ -2,30 +2,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from moto import mock_aws
 
 from gatekeeper import runtime
 from gatekeeper.config import Config
+from gatekeeper.local.stack import LambdaContext
 from gatekeeper.observability import metrics
 from tests.support import World, make_world
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "gatekeeper-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:gatekeeper-test"
-    )
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-
 @pytest.fixture
 def context() -> LambdaContext:
-    return LambdaContext()
+    return LambdaContext("gatekeeper-test", 256,
+                         "arn:aws:lambda:us-east-1:123456789012:function:gatekeeper-test",
+                         "52fdfc07-2182-154f-163f-5f0f9a621d72")
 
 
 @pytest.fixture
