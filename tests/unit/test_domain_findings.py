@@ -10,10 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatekeeper.domain.findings import (
+    BASIC_SEVERITIES,
+    ENHANCED_SEVERITIES,
     Finding,
     FindingsError,
     Severity,
     Source,
+    UndefinedSeverity,
     from_basic,
     from_enhanced,
     from_scan_findings,
@@ -36,6 +39,11 @@ def basic(severity: Any = "HIGH", **attributes: Any) -> dict[str, Any]:
     }
 
 
+def rated(**raw: Any) -> dict[str, Any]:
+    """An enhanced finding with these fields and a severity (the fields tested are others)."""
+    return {"severity": "HIGH", **raw}
+
+
 def finding(severity: Severity, fid: str = "CVE-1") -> Finding:
     return Finding(id=fid, severity=severity, source=Source.BASIC)
 
@@ -50,22 +58,33 @@ def finding(severity: Severity, fid: str = "CVE-1") -> Finding:
         ("high", Severity.HIGH),
         (" Medium ", Severity.MEDIUM),
         ("informational", Severity.INFORMATIONAL),
+        ("UNDEFINED", Severity.UNDEFINED),
         ("UNTRIAGED", Severity.UNTRIAGED),
-        ("SEVERE", Severity.UNDEFINED),
-        ("", Severity.UNDEFINED),
-        (None, Severity.UNDEFINED),
-        (5, Severity.UNDEFINED),
-        (["HIGH"], Severity.UNDEFINED),
+        ("SEVERE", None),
+        ("BOGUS", None),
+        ("TOTAL", None),
+        ("", None),
+        (None, None),
+        (5, None),
+        (["HIGH"], None),
     ],
     ids=repr,
 )
-def test_severity_parse_is_case_insensitive_and_unknown_is_undefined(raw: Any,
-                                                                     expected: Severity) -> None:
-    assert Severity.parse(raw) is expected
+def test_severity_read_is_case_insensitive_and_refuses_what_aws_does_not_define(
+        raw: Any, expected: Severity | None) -> None:
+    assert Severity.read(raw) is expected
 
 
-def test_unknown_severities_rank_with_low_not_below_informational() -> None:
-    """UNDEFINED and UNTRIAGED are unknown, not harmless: only INFORMATIONAL ranks below them."""
+def test_untriaged_is_documented_for_enhanced_findings_only() -> None:
+    # ECR's FindingSeverity (basic) has no UNTRIAGED; Inspector's severities (enhanced) do
+    assert Severity.read("UNTRIAGED", BASIC_SEVERITIES) is None
+    assert Severity.read("UNTRIAGED", ENHANCED_SEVERITIES) is Severity.UNTRIAGED
+    assert {"UNTRIAGED"} == ENHANCED_SEVERITIES - BASIC_SEVERITIES
+    assert set(Severity.__members__) == ENHANCED_SEVERITIES
+
+
+def test_unrated_severities_rank_above_informational_only() -> None:
+    """UNDEFINED and UNTRIAGED are unrated, not harmless: only INFORMATIONAL ranks below them."""
     assert Severity.INFORMATIONAL < Severity.UNDEFINED < Severity.UNTRIAGED < Severity.LOW
     assert Severity.LOW < Severity.MEDIUM < Severity.HIGH < Severity.CRITICAL
 
@@ -97,9 +116,16 @@ def test_basic_attributes_are_read_in_any_order(attributes: list[dict[str, str]]
     assert (parsed.package, parsed.installed_version, parsed.score) == ("openssl", "3.0.2", 7.5)
 
 
-def test_basic_finding_with_nothing_in_it_is_unknown_and_undefined() -> None:
-    assert from_basic({}) == Finding(id="UNKNOWN", severity=Severity.UNDEFINED,
-                                     source=Source.BASIC)
+def test_basic_finding_with_only_a_severity_is_unknown_but_keeps_it() -> None:
+    assert from_basic({"severity": "UNDEFINED"}) == Finding(
+        id="UNKNOWN", severity=Severity.UNDEFINED, source=Source.BASIC)
+
+
+def test_a_finding_without_a_severity_is_an_error_not_undefined() -> None:
+    with pytest.raises(UndefinedSeverity, match="a finding: no severity"):
+        from_basic({})
+    with pytest.raises(UndefinedSeverity, match="CVE-1: no severity"):
+        from_enhanced({"packageVulnerabilityDetails": {"vulnerabilityId": "CVE-1"}})
 
 
 def test_basic_finding_without_attributes_keeps_its_name_and_severity() -> None:
@@ -122,9 +148,18 @@ def test_basic_scores_may_be_strings_or_numbers(raw: Any, score: float) -> None:
     assert from_basic(basic(CVSS3_SCORE=raw)).score == score
 
 
-@pytest.mark.parametrize("severity", ["UNKNOWN", "", None, 3, "HIGHEST"], ids=repr)
-def test_basic_unknown_or_missing_severity_is_undefined(severity: Any) -> None:
-    assert from_basic(basic(severity)).severity is Severity.UNDEFINED
+@pytest.mark.parametrize("severity", ["UNKNOWN", "", None, 3, "HIGHEST", "BOGUS", "UNTRIAGED"],
+                         ids=repr)
+def test_basic_severity_ecr_does_not_define_is_an_error(severity: Any) -> None:
+    with pytest.raises(UndefinedSeverity, match=r"CVE-2024-0001: severity .* is not one AWS "
+                                                r"defines for basic findings"):
+        from_basic(basic(severity))
+
+
+@pytest.mark.parametrize("severity", ["UNKNOWN", "", None, 3, "HIGHEST", "BOGUS"], ids=repr)
+def test_enhanced_severity_aws_does_not_define_is_an_error(severity: Any) -> None:
+    with pytest.raises(UndefinedSeverity, match="not one AWS defines for enhanced findings"):
+        from_enhanced({"severity": severity})
 
 
 def test_basic_malformed_attribute_entries_are_skipped() -> None:
@@ -201,7 +236,7 @@ def test_enhanced_zero_score_is_kept_as_zero_not_missing() -> None:
      ("MAYBE", None)],
 )
 def test_enhanced_fix_available_flag(flag: str, expected: bool | None) -> None:
-    assert from_enhanced({"fixAvailable": flag}).fix_available is expected
+    assert from_enhanced(rated(fixAvailable=flag)).fix_available is expected
 
 
 @pytest.mark.parametrize(
@@ -210,28 +245,28 @@ def test_enhanced_fix_available_flag(flag: str, expected: bool | None) -> None:
 def test_enhanced_fix_available_is_inferred_from_the_fixed_version_when_absent(
     fixed_in: str | None, expected: bool
 ) -> None:
-    raw = {"packageVulnerabilityDetails": {"vulnerablePackages": [
-        {"name": "curl", "fixedInVersion": fixed_in}]}}
+    raw = rated(packageVulnerabilityDetails={"vulnerablePackages": [
+        {"name": "curl", "fixedInVersion": fixed_in}]})
     assert from_enhanced(raw).fix_available is expected
 
 
 def test_enhanced_fix_available_is_unknown_without_packages_or_flag() -> None:
-    assert from_enhanced({"packageVulnerabilityDetails": {}}).fix_available is None
+    assert from_enhanced(rated(packageVulnerabilityDetails={})).fix_available is None
 
 
 def test_enhanced_inspector_score_is_preferred_over_score() -> None:
-    assert from_enhanced({"inspectorScore": 9.1, "score": 5.0}).score == 9.1
+    assert from_enhanced(rated(inspectorScore=9.1, score=5.0)).score == 9.1
 
 
 def test_enhanced_score_is_used_without_an_inspector_score() -> None:
-    assert from_enhanced({"inspectorScore": "n/a", "score": "5.3"}).score == 5.3
+    assert from_enhanced(rated(inspectorScore="n/a", score="5.3")).score == 5.3
 
 
 @pytest.mark.parametrize(("epss", "expected"),
                          [({"score": 0.5}, 0.5), ({"score": "0.02"}, 0.02), ({}, None),
                           (0.5, None), (None, None), ({"score": True}, None)], ids=repr)
 def test_enhanced_epss_is_read_from_its_object(epss: Any, expected: float | None) -> None:
-    assert from_enhanced({"epss": epss}).epss == expected
+    assert from_enhanced(rated(epss=epss)).epss == expected
 
 
 def test_enhanced_without_package_details_uses_the_title_as_id() -> None:
@@ -253,8 +288,8 @@ def test_enhanced_unreadable_package_details_are_skipped(details: Any) -> None:
 
 
 def test_enhanced_first_package_is_the_one_reported() -> None:
-    raw = {"packageVulnerabilityDetails": {"vulnerablePackages": [
-        {"name": "a", "version": "1"}, {"name": "b", "version": "2"}]}}
+    raw = rated(packageVulnerabilityDetails={"vulnerablePackages": [
+        {"name": "a", "version": "1"}, {"name": "b", "version": "2"}]})
     assert (from_enhanced(raw).package, from_enhanced(raw).installed_version) == ("a", "1")
 
 
@@ -296,14 +331,14 @@ def test_failed_scan_sample_has_no_findings() -> None:
 @pytest.mark.parametrize("key", ["findings", "enhancedFindings"])
 @pytest.mark.parametrize("value", [{}, "CVE-1", 3, True], ids=repr)
 def test_findings_that_are_not_a_list_are_a_findings_error(key: str, value: Any) -> None:
-    with pytest.raises(FindingsError, match=f"{key} must be a list"):
+    with pytest.raises(FindingsError, match=f"page 1: {key} is .*, not a list"):
         from_scan_findings({key: value})
 
 
 @pytest.mark.parametrize("key", ["findings", "enhancedFindings"])
 @pytest.mark.parametrize("item", ["CVE-1", None, [], 1], ids=repr)
 def test_a_finding_that_is_not_an_object_is_a_findings_error(key: str, item: Any) -> None:
-    with pytest.raises(FindingsError, match=rf"{key}\[1\] must be an object"):
+    with pytest.raises(FindingsError, match=rf"page 1: {key}\[1\] is .*, not an object"):
         from_scan_findings({key: [{"severity": "LOW"}, item]})
 
 
@@ -330,16 +365,22 @@ ENHANCED_RAW = st.fixed_dictionaries({}, optional={
 
 
 @given(st.lists(BASIC_RAW, max_size=4), st.lists(ENHANCED_RAW, max_size=4))
-def test_every_finding_object_yields_exactly_one_finding(basics: list[dict[str, Any]],
-                                                         enhanced: list[dict[str, Any]]) -> None:
-    """Given any finding objects, then each yields one Finding with a severity and an id: an
-    oddly typed field is read as missing, never dropped and never a crash."""
-    found = from_scan_findings({"findings": basics, "enhancedFindings": enhanced})
-    assert len(found) == len(basics) + len(enhanced)
-    assert all(isinstance(f.severity, Severity) and f.id for f in found)
-    for f, raw in zip(found, basics + enhanced, strict=True):
-        if Severity.parse(raw.get("severity")) is Severity.UNDEFINED:
-            assert f.severity is Severity.UNDEFINED
+def test_every_finding_object_yields_one_finding_or_a_reason(
+        basics: list[dict[str, Any]], enhanced: list[dict[str, Any]]) -> None:
+    """Given any finding objects, then each one with a documented severity yields one Finding
+    with that severity and an id (an oddly typed field is read as missing, never a crash), and
+    any other makes the page unreadable: never dropped, never a default severity."""
+    documented = [Severity.read(raw.get("severity"), BASIC_SEVERITIES) for raw in basics] + [
+        Severity.read(raw.get("severity"), ENHANCED_SEVERITIES) for raw in enhanced]
+    try:
+        found = from_scan_findings({"findings": basics, "enhancedFindings": enhanced})
+    except FindingsError as err:
+        assert None in documented
+        assert "severities AWS does not define" in str(err)
+        return
+    assert None not in documented
+    assert [f.severity for f in found] == documented
+    assert all(f.id for f in found)
 
 
 # --- parse_timestamp -------------------------------------------------------------------------

@@ -34,7 +34,8 @@ OTHER_CVE = "CVE-2027-0002"
 OWNER = "alice@example.com"
 REASON = "fix pending upstream"
 RANK = {Outcome.APPROVED: 0, Outcome.APPROVED_WITH_WARNINGS: 1, Outcome.QUARANTINED: 2}
-STATES = ["FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"]
+STATES = ["FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE",
+          "FINDINGS_INCOMPLETE"]
 
 
 def vuln(fid: str = CVE, severity: Severity = Severity.HIGH, **fields: Any) -> Finding:
@@ -702,6 +703,100 @@ def test_an_override_on_scan_failure_mapping_replaces_the_default_mapping_whole(
     assert judged.scan_failed("prod/api", "UNSUPPORTED_IMAGE", None).approved
     assert not judged.scan_failed("prod/api", "FAILED", None).approved
     assert judged.scan_failed("dev/api", "FAILED", None).approved
+
+
+# --- findings that could not all be read (FINDINGS_INCOMPLETE) ----------------------------
+
+WHY = "scan COMPLETE, findings incomplete: the severity counts report CRITICAL 1 but no findings"
+
+
+@pytest.mark.parametrize("on_scan_failure", [None, "quarantine", {"FINDINGS_INCOMPLETE":
+                                                                  "quarantine"}])
+def test_incomplete_findings_are_quarantined_with_the_reason(on_scan_failure: Any) -> None:
+    # Given a policy that quarantines failed scans (by default, or by name)
+    rules = {} if on_scan_failure is None else {"on_scan_failure": on_scan_failure}
+    # When a scan whose findings could not all be read is judged, with nothing blocking read
+    verdict = load(rules).judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(
+        severity=Severity.LOW)], now=NOW)
+    # Then it is quarantined, saying why, and the findings read are still reported
+    assert verdict is not None
+    assert verdict.outcome is Outcome.QUARANTINED
+    assert verdict.scan_status == "FINDINGS_INCOMPLETE"
+    assert verdict.reasons == (f"scan FINDINGS_INCOMPLETE: {WHY}; on_scan_failure of default "
+                               "is quarantine",)
+    assert verdict.counts == {"LOW": 1}
+
+
+def test_incomplete_findings_follow_an_approving_on_scan_failure_when_nothing_read_blocks() -> None:
+    judged = load({"max_findings": {"CRITICAL": 0},
+                   "on_scan_failure": {"default": "quarantine", "FINDINGS_INCOMPLETE": "approve"}})
+    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(severity=Severity.HIGH)],
+                                now=NOW)
+    assert verdict is not None and verdict.outcome is Outcome.APPROVED
+
+
+@pytest.mark.parametrize("choice", ["approve", "quarantine"])
+def test_a_blocking_finding_read_blocks_whatever_on_scan_failure_says(choice: str) -> None:
+    # Given a policy that approves (or quarantines) failed scans and blocks CRITICAL findings
+    judged = load({"max_findings": {"CRITICAL": 0}, "on_scan_failure": choice})
+    # When an incomplete scan of which a CRITICAL finding was read is judged
+    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY,
+                                [vuln(severity=Severity.CRITICAL)], now=NOW)
+    # Then it is quarantined for both reasons
+    assert verdict is not None
+    assert verdict.outcome is Outcome.QUARANTINED
+    assert verdict.reasons == (
+        f"scan FINDINGS_INCOMPLETE: {WHY}; on_scan_failure of default is {choice}",
+        f"of the findings read: CRITICAL: 1 finding over the limit of 0 ({CVE})")
+
+
+def test_incomplete_findings_with_warnings_read_are_never_plainly_approved() -> None:
+    judged = load({"warn_findings": {"MEDIUM": 0}, "on_scan_failure": "approve"})
+    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(severity=Severity.MEDIUM)],
+                                now=NOW)
+    assert verdict is not None and verdict.outcome is Outcome.APPROVED_WITH_WARNINGS
+
+
+@given(st.lists(st.sampled_from(Severity), max_size=6), st.sampled_from(["approve", "quarantine"]))
+def test_incomplete_is_never_more_lenient_than_the_findings_read_or_on_scan_failure(
+        severities: list[Severity], choice: str) -> None:
+    """Given any findings read and either choice, then the verdict on an incomplete scan is at
+    least as strict as the verdict on those findings and as on_scan_failure alone."""
+    judged = load({"max_findings": {"CRITICAL": 0, "HIGH": 1}, "warn_findings": {"MEDIUM": 0},
+                   "on_scan_failure": choice})
+    found = [vuln(f"CVE-{i}", s) for i, s in enumerate(severities)]
+    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, found, now=NOW)
+    assert verdict is not None
+    assert RANK[verdict.outcome] >= RANK[judged.evaluate(REPO, found, now=NOW).outcome]
+    assert RANK[verdict.outcome] >= RANK[judged.scan_failed(REPO, "FINDINGS_INCOMPLETE",
+                                                            None).outcome]
+
+
+@pytest.mark.parametrize("status", ["IN_PROGRESS", "PENDING", "", "SOMETHING_NEW"])
+def test_a_scan_not_finished_has_no_verdict(status: str) -> None:
+    assert load({}).judge_scan(REPO, status, None, [vuln()], now=NOW) is None
+
+
+# --- UNDEFINED and UNTRIAGED -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("severity", [Severity.UNDEFINED, Severity.UNTRIAGED])
+def test_the_builtin_policy_warns_of_unrated_findings_and_never_silently_approves(
+        severity: Severity) -> None:
+    from gatekeeper.domain.policy import BUILTIN_POLICY
+
+    verdict = BUILTIN_POLICY.evaluate(REPO, [vuln(severity=severity)], now=NOW)
+    assert verdict.outcome is Outcome.APPROVED_WITH_WARNINGS
+    assert verdict.reasons == (f"{severity.name}: 1 finding over the warning limit of 0 ({CVE})",)
+
+
+@pytest.mark.parametrize("severity", [Severity.UNDEFINED, Severity.UNTRIAGED])
+def test_a_policy_blocks_unrated_findings_by_naming_them(severity: Severity) -> None:
+    judged = load({"max_findings": {severity.name: 0}})
+    assert judged.evaluate(REPO, [vuln(severity=severity)], now=NOW).outcome is (
+        Outcome.QUARANTINED)
+    assert load({}).evaluate(REPO, [vuln(severity=severity)], now=NOW).outcome is (
+        Outcome.APPROVED)  # a policy naming neither lets them through, as documented
 
 
 # --- overrides -------------------------------------------------------------------------------

@@ -10,16 +10,22 @@ For each finding, in this order:
 
 Exceptions and ignore rules only ever remove findings from what counts, so an exception can
 never make a verdict stricter, and an extra finding can never make it more lenient.
+
+Every severity counts under its own name: UNDEFINED and UNTRIAGED findings are limited only by
+what the policy says about them (``max_findings`` / ``warn_findings``); a policy that names
+neither lets them through. Findings always have a severity AWS documents: anything else made
+the scan FINDINGS_INCOMPLETE before it got here (:func:`incomplete`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from gatekeeper.domain.findings import Finding, Severity
+from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
 from gatekeeper.domain.verdict import Breach, Ignored, Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -170,6 +176,23 @@ def scan_failed(policy: Policy, repository: str, status: str,
         mode=rules.mode,
         enforcement=rules.enforcement,
     )
+
+
+_STRICTNESS = (Outcome.APPROVED, Outcome.APPROVED_WITH_WARNINGS, Outcome.QUARANTINED)
+
+
+def incomplete(policy: Policy, repository: str, findings: Iterable[Finding],
+               description: str | None, now: datetime) -> Verdict:
+    """A finished scan whose findings could not all be read (FINDINGS_INCOMPLETE): the stricter
+    of the policy's on_scan_failure and the verdict on the findings that were read, so that a
+    blocking finding read still blocks even where scan failures are approved."""
+    failed = scan_failed(policy, repository, FINDINGS_INCOMPLETE, description)
+    judged = evaluate(policy, repository, findings, now)
+    outcome = max(failed.outcome, judged.outcome, key=_STRICTNESS.index)
+    reasons = failed.reasons
+    if judged.outcome is not Outcome.APPROVED:
+        reasons += tuple(f"of the findings read: {reason}" for reason in judged.reasons)
+    return replace(judged, outcome=outcome, reasons=reasons, scan_status=FINDINGS_INCOMPLETE)
 
 
 def index_verdict(policy: Policy, repository: str,

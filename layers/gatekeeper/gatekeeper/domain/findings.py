@@ -2,22 +2,31 @@
 
 The evaluator never sees a raw AWS shape. Everything in a scanner's payload may be missing or
 oddly typed (basic attributes are strings, enhanced fixes say "NotAvailable", timestamps come
-as epoch numbers, datetimes or several text formats): parsing is lenient field by field, and
-a finding whose severity cannot be read counts as UNDEFINED, never as harmless.
+as epoch numbers, datetimes or several text formats): parsing is lenient field by field, but
+never about what decides a verdict. A finding whose severity is not one AWS documents (or is
+missing) is an error, not UNDEFINED; and :class:`FindingsReader` checks the findings read
+against the severity counts the same response reports, so that findings missing from a
+response make it *incomplete* (:data:`FINDINGS_INCOMPLETE`), never clean.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# The scan state of a finished scan whose findings could not all be read; a policy's
+# on_scan_failure decides it (default quarantine), and findings read that block still block.
+FINDINGS_INCOMPLETE = "FINDINGS_INCOMPLETE"
+
 
 class Severity(enum.IntEnum):
-    """Severities from least to most severe; UNTRIAGED and UNDEFINED sit with LOW: they are
-    unknown, not harmless, and policies can set limits on them by name."""
+    """Severities from least to most severe. UNDEFINED (ECR: the scanner gave none) and
+    UNTRIAGED (Inspector: not rated yet) are severities AWS reports, not unreadable ones; they
+    rank just above INFORMATIONAL, and policies set limits on them by name."""
 
     INFORMATIONAL = 0
     UNDEFINED = 1
@@ -28,12 +37,21 @@ class Severity(enum.IntEnum):
     CRITICAL = 6
 
     @classmethod
-    def parse(cls, value: object) -> Severity:
+    def read(cls, value: object, documented: frozenset[str] | None = None) -> Severity | None:
+        """The severity ``value`` names (any case, spaces around ignored), if it is one of
+        ``documented`` (default: every severity AWS documents); None otherwise."""
         if isinstance(value, str):
             name = value.strip().upper()
-            if name in cls.__members__:
+            if name in (ENHANCED_SEVERITIES if documented is None else documented):
                 return cls[name]
-        return cls.UNDEFINED
+        return None
+
+
+# What AWS documents: ECR's FindingSeverity for basic findings (and findingSeverityCounts);
+# enhanced findings and Amazon Inspector add UNTRIAGED (seen in real enhanced counts too).
+BASIC_SEVERITIES = frozenset(
+    {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL", "UNDEFINED"})
+ENHANCED_SEVERITIES = BASIC_SEVERITIES | {"UNTRIAGED"}
 
 
 class Source(enum.StrEnum):
@@ -133,8 +151,32 @@ def parse_timestamp(value: object) -> datetime | None:
     return None
 
 
+class FindingsError(ValueError):
+    """A findings payload that cannot be read; a verdict must not be made from it."""
+
+
+class UndefinedSeverity(FindingsError):
+    """A finding whose severity is missing or not one AWS documents."""
+
+
+def _severity(raw: Mapping[str, Any], source: Source, name: str | None) -> Severity:
+    documented = BASIC_SEVERITIES if source is Source.BASIC else ENHANCED_SEVERITIES
+    severity = Severity.read(raw.get("severity"), documented)
+    if severity is None:
+        what = (f"severity {_shown(raw['severity'])} is not one AWS defines for {source} "
+                "findings" if "severity" in raw else "no severity")
+        raise UndefinedSeverity(f"{name or 'a finding'}: {what}")
+    return severity
+
+
+def _shown(value: object, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def from_basic(raw: Mapping[str, Any]) -> Finding:
-    """An ECR basic-scan finding (``imageScanFindings.findings[]``)."""
+    """An ECR basic-scan finding (``imageScanFindings.findings[]``); UndefinedSeverity when
+    its severity is not ECR's."""
     attributes: dict[str, str] = {}
     for attribute in _list(raw.get("attributes")):
         if isinstance(attribute, Mapping) and isinstance(attribute.get("key"), str):
@@ -142,9 +184,10 @@ def from_basic(raw: Mapping[str, Any]) -> Finding:
     score = _number(attributes.get("CVSS3_SCORE"))
     if score is None:
         score = _number(attributes.get("CVSS2_SCORE"))
+    name = _text(raw.get("name"))
     return Finding(
-        id=_text(raw.get("name")) or "UNKNOWN",
-        severity=Severity.parse(raw.get("severity")),
+        id=name or "UNKNOWN",
+        severity=_severity(raw, Source.BASIC, name),
         source=Source.BASIC,
         package=_text(attributes.get("package_name")),
         installed_version=_text(attributes.get("package_version")),
@@ -154,7 +197,8 @@ def from_basic(raw: Mapping[str, Any]) -> Finding:
 
 
 def from_enhanced(raw: Mapping[str, Any]) -> Finding:
-    """An enhanced finding: ECR ``enhancedFindings[]``, Inspector ListFindings or Finding event."""
+    """An enhanced finding: ECR ``enhancedFindings[]``, Inspector ListFindings or Finding event;
+    UndefinedSeverity when its severity is not one AWS documents."""
     details = raw.get("packageVulnerabilityDetails")
     details = details if isinstance(details, Mapping) else {}
     packages = [p for p in _list(details.get("vulnerablePackages")) if isinstance(p, Mapping)]
@@ -167,9 +211,10 @@ def from_enhanced(raw: Mapping[str, Any]) -> Finding:
     score = _number(raw.get("inspectorScore"))
     if score is None:
         score = _number(raw.get("score"))
+    name = _text(details.get("vulnerabilityId")) or _text(raw.get("title"))
     return Finding(
-        id=_text(details.get("vulnerabilityId")) or _text(raw.get("title")) or "UNKNOWN",
-        severity=Severity.parse(raw.get("severity")),
+        id=name or "UNKNOWN",
+        severity=_severity(raw, Source.ENHANCED, name),
         source=Source.ENHANCED,
         package=_text(package.get("name")),
         installed_version=_text(package.get("version")),
@@ -185,26 +230,128 @@ def from_enhanced(raw: Mapping[str, Any]) -> Finding:
 
 
 def from_scan_findings(scan_findings: Mapping[str, Any]) -> list[Finding]:
-    """Every finding in one ``imageScanFindings`` object (basic and enhanced alike)."""
-    found = [from_basic(f) for f in _mappings(scan_findings, "findings")]
-    found += [from_enhanced(f) for f in _mappings(scan_findings, "enhancedFindings")]
-    return found
+    """Every finding in one ``imageScanFindings`` object (basic and enhanced alike);
+    FindingsError naming every problem when any finding cannot be read."""
+    reader = FindingsReader()
+    reader.add(scan_findings)
+    problems = reader.problems(compare_counts=False)
+    if problems:
+        raise FindingsError("; ".join(problems))
+    return reader.findings
 
 
-class FindingsError(ValueError):
-    """A findings payload that cannot be read; a verdict must not be made from it."""
+_Parse = Callable[[Mapping[str, Any]], Finding]
+_LISTS: tuple[tuple[str, _Parse], ...] = (("findings", from_basic),
+                                          ("enhancedFindings", from_enhanced))
+_SHOWN = 5  # problems of one kind named in a reason; the rest are counted
 
 
-def _mappings(scan_findings: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = scan_findings.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise FindingsError(f"{key} must be a list, got {type(value).__name__}")
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            raise FindingsError(f"{key}[{index}] must be an object, got {type(item).__name__}")
-    return value
+class FindingsReader:
+    """One image's findings read page by page, with everything that makes them incomplete.
+
+    ``problems()`` is empty only when every finding was read with a severity AWS documents
+    and the findings read agree, severity by severity over all pages, with the
+    ``findingSeverityCounts`` the responses report (counts cover the whole image, on every
+    page; when no page has them there is nothing to compare). A findings list missing, null
+    or unreadable while the counts are not zero is therefore incomplete, and so are counts
+    that differ between pages (the scan changed while it was read) or name a severity AWS
+    does not define.
+    """
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.pages = 0
+        self._problems: list[str] = []
+        self._undefined: list[str] = []
+        self._unreadable: list[str] = []
+        self._reported: dict[str, int] | None = None
+        self._lists = 0  # findings lists read (an empty list is a list)
+
+    def note(self, problem: str) -> None:
+        """A problem found outside the pages (a token left, a page limit reached)."""
+        self._problems.append(problem)
+
+    def add(self, scan_findings: object) -> None:
+        """One page's ``imageScanFindings`` (None or missing: a page without findings)."""
+        self.pages += 1
+        where = f"page {self.pages}"
+        if scan_findings is None:
+            return
+        if not isinstance(scan_findings, Mapping):
+            self._unreadable.append(f"{where}: imageScanFindings is "
+                                    f"{type(scan_findings).__name__}, not an object")
+            return
+        self._counts(scan_findings.get("findingSeverityCounts"), where)
+        for key, parse in _LISTS:
+            self.add_list(scan_findings.get(key), parse, f"{where}: {key}")
+
+    def add_list(self, value: object, parse: _Parse, where: str) -> None:
+        """A list of raw findings (None: absent)."""
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self._unreadable.append(f"{where} is {type(value).__name__}, not a list")
+            return
+        self._lists += 1
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                self._unreadable.append(f"{where}[{index}] is {type(item).__name__}, "
+                                        "not an object")
+                continue
+            try:
+                self.findings.append(parse(item))
+            except UndefinedSeverity as err:
+                self._undefined.append(str(err))
+
+    def _counts(self, counts: object, where: str) -> None:
+        if counts is None:
+            return
+        if not isinstance(counts, Mapping):
+            self._unreadable.append(f"{where}: findingSeverityCounts is "
+                                    f"{type(counts).__name__}, not an object")
+            return
+        read: dict[str, int] = {}
+        for key, value in counts.items():
+            severity = Severity.read(key)
+            if severity is None:
+                self._undefined.append(f"findingSeverityCounts: {_shown(key)} is not a "
+                                       "severity AWS defines")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                self._unreadable.append(f"{where}: findingSeverityCounts.{severity.name} is "
+                                        f"{_shown(value)}, not a count")
+                continue
+            if value:
+                read[severity.name] = read.get(severity.name, 0) + value
+        if self._reported is None:
+            self._reported = read
+        elif read != self._reported:
+            self.note(f"the severity counts differ between pages ({_render(self._reported)}, "
+                      f"then {_render(read)} on {where}): the scan changed while it was read")
+
+    def problems(self, compare_counts: bool = True) -> list[str]:
+        """Why these findings are not the image's complete findings; empty when they are."""
+        problems = list(self._problems)
+        for kind, found in (("unreadable", self._unreadable),
+                            ("severities AWS does not define", self._undefined)):
+            if found:
+                more = f"; and {len(found) - _SHOWN} more" if len(found) > _SHOWN else ""
+                problems.append(f"{kind} ({len(found)}): " + "; ".join(found[:_SHOWN]) + more)
+        if compare_counts and self._reported is not None:
+            read = dict(Counter(f.severity.name for f in self.findings))
+            if read != self._reported:
+                problems.append(f"the severity counts report {_render(self._reported)} but "
+                                f"{_render(read)} were read"
+                                + ("" if self._lists else " (the response holds no findings "
+                                                          "list)"))
+        return problems
+
+
+def _render(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "no findings"
+    return ", ".join(f"{name} {counts[name]}"
+                     for name in sorted(counts, key=lambda n: -Severity[n]))
 
 
 def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.domain import evaluation
-from gatekeeper.domain.findings import Finding, Severity
+from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome, Verdict
 
@@ -30,9 +30,13 @@ ENFORCE, MONITOR = "enforce", "monitor"
 _CHOICES = {"quarantine": Outcome.QUARANTINED, "approve": Outcome.APPROVED}
 # Scan states with findings to judge, and states that end a scan without them (the policy's
 # on_scan_failure applies). Any other state (IN_PROGRESS, PENDING, ...) is not finished.
+# FINDINGS_INCOMPLETE is ours, not ECR's: a finished scan whose findings could not all be read
+# (counts that disagree, a token left, a severity AWS does not define, no scan status); its
+# findings read that block still block, whatever on_scan_failure says.
 SCAN_DONE_STATES = frozenset({"COMPLETE", "ACTIVE"})
 SCAN_FAILED_STATES = frozenset(
-    {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"}
+    {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE",
+     FINDINGS_INCOMPLETE}
 )
 
 
@@ -164,10 +168,16 @@ class Policy:
 
     def judge_scan(self, repository: str, status: str, description: str | None,
                    findings: Iterable[Finding], now: datetime | None = None) -> Verdict | None:
-        """The verdict on a scan in ``status``; None while the scan is not finished."""
+        """The verdict on a scan in ``status``; None while the scan is not finished.
+
+        FINDINGS_INCOMPLETE (``description`` says why): the stricter of on_scan_failure and
+        the verdict on the findings that were read."""
         if status in SCAN_DONE_STATES:
             return dataclasses.replace(self.evaluate(repository, findings, now),
                                        scan_status=status)
+        if status == FINDINGS_INCOMPLETE:
+            return evaluation.incomplete(self, repository, findings, description,
+                                         now or datetime.now(UTC))
         if status in SCAN_FAILED_STATES:
             return self.scan_failed(repository, status, description)
         return None
@@ -180,9 +190,18 @@ class Policy:
         return evaluation.index_verdict(self, repository, platforms)
 
 
-# With no policy published yet, the gatekeeper fails closed.
+# With no policy published yet, the gatekeeper fails closed: any CRITICAL or HIGH finding
+# quarantines, and so does a scan that failed, timed out or whose findings could not all be
+# read (FINDINGS_INCOMPLETE). UNDEFINED (ECR basic scanning: the scanner gave no severity) and
+# UNTRIAGED (Inspector: not rated yet, often a CVE published hours ago) findings are never
+# silently approved: one or more makes the image APPROVED_WITH_WARNINGS, notified with the
+# findings named. They do not quarantine (Inspector reports UNTRIAGED findings on most images);
+# a policy that wants them to block sets max_findings {UNTRIAGED: 0, UNDEFINED: 0}. A finding
+# whose severity is missing or not one AWS defines is not UNDEFINED: the scan is
+# FINDINGS_INCOMPLETE.
 BUILTIN_POLICY = Policy(
-    default=Rules(max_findings={Severity.CRITICAL: 0, Severity.HIGH: 0}),
+    default=Rules(max_findings={Severity.CRITICAL: 0, Severity.HIGH: 0},
+                  warn_findings={Severity.UNTRIAGED: 0, Severity.UNDEFINED: 0}),
     version="builtin-strict",
 )
 
