@@ -172,6 +172,90 @@ def test_scan_in_progress_is_an_input_error(capsys: Any, tmp_path: Path, strict:
                    "nothing to judge yet\n")
 
 
+# --- incomplete or unreadable input: exit 2, never a verdict ---------------------------------
+
+def refused(capsys: Any, tmp_path: Path, body: Any, *extra: str) -> str:
+    """Evaluate ``body`` with the strict policy; assert it is refused (exit 2, no verdict on
+    stdout, one message on stderr naming the file) and return the message."""
+    findings = write(tmp_path / "findings.json", body)
+    policy = write(tmp_path / "strict.yaml", STRICT)
+    code, out, err = run(capsys, "evaluate", "--findings", findings, "--policy", policy, *extra)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"gatekeeper: {findings}: the findings are incomplete")
+    return err
+
+
+@pytest.mark.parametrize("key", ["nextToken", "NextToken"])
+def test_a_page_that_says_more_follow_exits_2_naming_the_token_and_how_to_read_them_all(
+        capsys: Any, tmp_path: Path, key: str) -> None:
+    # Given the clean sample saved with --max-items (NextToken) or --no-paginate (nextToken):
+    # its findings alone would be approved
+    body = page("basic-clean")
+    body[key] = "eyJuZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAxfQ=="
+
+    # When evaluated, Then it is refused, naming the token and the command that reads it all
+    err = refused(capsys, tmp_path, body)
+    assert "more pages follow (next token 'eyJuZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVu'…)" in err
+    assert ("'aws ecr describe-image-scan-findings --repository-name team-a/web --image-id "
+            f"imageDigest=sha256:{'ab' * 32}' without --max-items pages through them all") in err
+
+
+def test_pages_that_all_say_more_follow_exit_2(capsys: Any, tmp_path: Path) -> None:
+    first, second = pages_of("basic-clean", 1)
+    second["nextToken"] = "page-3"
+    assert "next token 'page-3'" in refused(capsys, tmp_path, [first, second])
+
+
+def test_list_findings_with_a_token_left_exits_2(capsys: Any, tmp_path: Path) -> None:
+    body = load_findings("inspector-list-findings")
+    body["nextToken"] = "abc"
+    assert "aws inspector2 list-findings' without --max-items" in refused(
+        capsys, tmp_path, body, "--digest", IMAGE)
+
+
+def test_a_bogus_severity_with_no_scan_status_exits_2(capsys: Any, tmp_path: Path) -> None:
+    # Given one finding of severity BOGUS and no scan status at all
+    body = {"repositoryName": "team-a/web", "imageScanFindings": {"findings": [
+        {"name": "CVE-2024-0001", "severity": "BOGUS"}]}}
+
+    # When evaluated, Then both problems are named, and nothing is judged
+    err = refused(capsys, tmp_path, body)
+    assert "document 1 has no imageScanStatus.status: nothing says the scan finished" in err
+    assert "CVE-2024-0001: severity 'BOGUS' is not one AWS defines for basic findings" in err
+
+
+def test_a_finding_without_a_severity_exits_2(capsys: Any, tmp_path: Path) -> None:
+    body = page("basic-critical")
+    del body["imageScanFindings"]["findings"][0]["severity"]
+    assert "CVE-2023-4863: no severity" in refused(capsys, tmp_path, body)
+
+
+@pytest.mark.parametrize("change", ["null", "drop", "lose-critical"])
+def test_findings_that_disagree_with_the_counts_exit_2(capsys: Any, tmp_path: Path,
+                                                       change: str) -> None:
+    # Given the critical sample whose findings list is null, gone, or lost its CRITICAL
+    body = page("basic-critical")
+    scan = body["imageScanFindings"]
+    if change == "null":
+        scan["findings"] = None
+    elif change == "drop":
+        del scan["findings"]
+    else:
+        scan["findings"] = [f for f in scan["findings"] if f["severity"] != "CRITICAL"]
+
+    # When evaluated, Then the counts of the same output give it away: exit 2, not 0
+    err = refused(capsys, tmp_path, body)
+    assert "the severity counts report CRITICAL 1, HIGH 2, MEDIUM 1 but" in err
+
+
+def test_enhanced_counts_with_untriaged_agree_with_their_findings(capsys: Any,
+                                                                 strict: str) -> None:
+    code, out, err = run(capsys, "evaluate", "--findings", sample("enhanced-medium"),
+                         "--policy", strict, "--repository", "team-a/web")
+    assert (code, err) == (0, "")
+    assert out.startswith("APPROVED  team-a/web")
+
+
 # --- inputs ------------------------------------------------------------------------------------
 
 def test_one_page_names_its_image(capsys: Any, tmp_path: Path, strict: str) -> None:
@@ -181,12 +265,23 @@ def test_one_page_names_its_image(capsys: Any, tmp_path: Path, strict: str) -> N
     assert out.startswith(f"APPROVED  team-a/web:1.4.2  (sha256:{'ab' * 32})\n")
 
 
+def pages_of(name: str, at: int, token: str = "page-2") -> list[dict[str, Any]]:
+    """One image's sample as ECR pages it: findings split at ``at``; status and counts (which
+    cover the whole image) repeated; a token on the first page."""
+    body = page(name)
+    first, second = copy.deepcopy(body), copy.deepcopy(body)
+    key = "findings" if "findings" in body["imageScanFindings"] else "enhancedFindings"
+    first["imageScanFindings"][key] = body["imageScanFindings"][key][:at]
+    second["imageScanFindings"][key] = body["imageScanFindings"][key][at:]
+    first["nextToken"] = token
+    return [first, second]
+
+
 def test_concatenated_pages_are_all_counted(capsys: Any, tmp_path: Path, strict: str) -> None:
-    # Given two pages saved back to back, the second with more findings of the same image
-    second = page("basic-clean")
-    second["imageScanFindings"]["findings"] += load_findings(
-        "basic-high-only")["imageScanFindings"]["findings"]
-    text = json.dumps(page("basic-critical"), indent=4) + "\n" + json.dumps(second, indent=4)
+    # Given two pages of one image saved back to back, the CRITICAL on the second
+    first, second = pages_of("basic-critical", 2)
+    second["imageScanFindings"]["findings"].reverse()
+    text = json.dumps(first, indent=4) + "\n" + json.dumps(second, indent=4)
     findings = write(tmp_path / "findings.json", text)
 
     # When evaluated
@@ -194,17 +289,17 @@ def test_concatenated_pages_are_all_counted(capsys: Any, tmp_path: Path, strict:
 
     # Then every finding of both pages counts
     assert code == 1
-    assert document["counts"] == {"CRITICAL": 1, "HIGH": 3, "MEDIUM": 2, "LOW": 1}
-    assert len(document["counted"]) == 7
+    assert document["counts"] == {"CRITICAL": 1, "HIGH": 2, "MEDIUM": 1}
+    assert len(document["counted"]) == 4
     assert document["repository"] == "team-a/web"
 
 
 def test_a_json_list_of_pages_is_read_like_concatenated_pages(capsys: Any, tmp_path: Path,
                                                               strict: str) -> None:
-    findings = write(tmp_path / "pages.json", [page("basic-clean"), page("basic-high-only")])
+    findings = write(tmp_path / "pages.json", pages_of("basic-critical", 1))
     code, document = evaluate_json(capsys, "--findings", findings, "--policy", strict)
     assert code == 1
-    assert document["counts"] == {"HIGH": 1, "MEDIUM": 1, "LOW": 1}
+    assert document["counts"] == {"CRITICAL": 1, "HIGH": 2, "MEDIUM": 1}
 
 
 @pytest.mark.parametrize("name, expected, counts", [

@@ -22,7 +22,7 @@ from gatekeeper.config import ConfigError
 from gatekeeper.domain.findings import FindingsError
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, parse_policy
 from gatekeeper.domain.report import explain, verdict_document
-from gatekeeper.domain.scan_input import read_scan
+from gatekeeper.domain.scan_input import ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
 
 EXIT_OK = 0
@@ -82,6 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise FindingsError(f"{args.findings} is not UTF-8 text: {err.reason}") from None
     scan = read_scan(text, digest=args.digest)
     repository = args.repository or scan.repository
+    _refuse_incomplete(scan, repository)
     if not repository:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
@@ -97,6 +98,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(_text(verdict, repository, scan.digest, tags, policy_source))
     return code
+
+
+def _refuse_incomplete(scan: ScanInput, repository: str | None) -> None:
+    """Never judge part of an image's findings: a page that says more follow, counts that
+    disagree with the findings, a severity AWS does not define, no scan status (exit 2)."""
+    if scan.next_token is not None:
+        image = (f"--repository-name {repository or 'REPOSITORY'} --image-id "
+                 f"imageDigest={scan.digest or 'DIGEST'}")
+        raise FindingsError(
+            f"the findings are incomplete: the input says more pages follow (next token "
+            f"{scan.next_token[:40]!r}{'…' if len(scan.next_token) > 40 else ''}). Save "
+            f"every page: 'aws ecr describe-image-scan-findings {image}' without --max-items "
+            "pages through them all (for list-findings: 'aws inspector2 list-findings' "
+            "without --max-items)")
+    if scan.problems:
+        raise FindingsError("the findings are incomplete or unreadable, nothing is judged: "
+                            + "; ".join(scan.problems))
 
 
 def _text(verdict: Verdict, repository: str, digest: str | None, tags: list[str],
@@ -303,7 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate the output of 'aws ecr describe-image-scan-findings' (basic or "
                     "enhanced; one page or several concatenated) or 'aws inspector2 "
                     "list-findings' against a policy. Exit 0 approved, 1 quarantined, "
-                    "3 approved with warnings, 2 usage or input error.")
+                    "3 approved with warnings, 2 usage or input error, which includes "
+                    "incomplete input: a page that says more follow (nextToken/NextToken), "
+                    "findings that disagree with the severity counts of the same output, a "
+                    "severity AWS does not define, no scan status.")
     evaluate.add_argument("--findings", required=True, help="a file, or - for stdin")
     evaluate.add_argument("--policy", help="default: ./policy.yaml, else the built-in policy")
     evaluate.add_argument("--repository", help="default: the repository named in the findings")

@@ -3,6 +3,12 @@
 Accepted: the output of ``aws ecr describe-image-scan-findings`` (basic or enhanced; one page,
 a JSON list of pages, or pages concatenated one after another) and the output of
 ``aws inspector2 list-findings`` (only its container-image findings are kept).
+
+What the input says about its own completeness is kept, not judged: ``problems`` lists why
+these are not all the image's findings (see FindingsReader: counts that disagree with the
+findings, severities AWS does not define, no scan status, pages of two images), and
+``next_token`` the token of a page that says more pages follow. The caller refuses to judge
+either.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.domain.findings import Finding, FindingsError, from_enhanced, from_scan_findings
+from gatekeeper.domain.findings import Finding, FindingsError, FindingsReader, from_enhanced
 
 _ECR_IMAGE = "AWS_ECR_CONTAINER_IMAGE"
 
@@ -20,12 +26,14 @@ _ECR_IMAGE = "AWS_ECR_CONTAINER_IMAGE"
 @dataclass
 class ScanInput:
     findings: list[Finding] = field(default_factory=list)
-    status: str = "COMPLETE"
+    status: str = ""  # "" when the input says nothing about the scan's state
     description: str | None = None
     repository: str | None = None
     digest: str | None = None
     tags: list[str] = field(default_factory=list)
     pages: int = 0
+    problems: list[str] = field(default_factory=list)
+    next_token: str | None = None  # every page says more follow: the last one's token
 
 
 def _documents(text: str) -> Iterator[Any]:
@@ -62,18 +70,22 @@ def read_scan(text: str, digest: str | None = None) -> ScanInput:
 
 def _read_scan(text: str, digest: str | None) -> ScanInput:
     result = ScanInput()
+    reader = FindingsReader()
     inspector: list[Mapping[str, Any]] = []
     saw_inspector = False
+    tokens: dict[str, list[str | None]] = {"ecr": [], "inspector": []}
     for number, document in enumerate(_documents(text), start=1):
         if not isinstance(document, Mapping):
             raise FindingsError(f"document {number} is {type(document).__name__}, expected "
                                 "the JSON object the AWS CLI prints")
         if (isinstance(document.get("imageScanFindings"), Mapping)
                 or "imageScanStatus" in document):
-            _ecr_page(result, document, number)
+            _ecr_page(result, reader, document, number)
+            tokens["ecr"].append(_token(document, number))
         elif isinstance(document.get("findings"), list):
             saw_inspector = True
             inspector.extend(_inspector_findings(document["findings"], number))
+            tokens["inspector"].append(_token(document, number))
         else:
             raise FindingsError(
                 f"document {number} is neither describe-image-scan-findings output "
@@ -81,29 +93,65 @@ def _read_scan(text: str, digest: str | None) -> ScanInput:
     if result.pages == 0 and not saw_inspector:
         raise FindingsError("no scan results in the input")
     if saw_inspector:
-        _select_image(result, inspector, digest)
+        if result.pages == 0:
+            result.status = "COMPLETE"  # list-findings lists the findings in force now
+        _select_image(result, reader, inspector, digest)
+    for found in tokens.values():
+        # A complete read ends with a page that names no next page (in whatever order the
+        # pages were saved); when every page names one, more follow.
+        if found and all(found):
+            result.next_token = found[-1]
+    result.findings = reader.findings
+    result.problems = reader.problems()
+    if result.pages and not result.status:
+        result.problems.insert(0, "document 1 has no imageScanStatus.status: nothing says the "
+                                  "scan finished")
     return result
 
 
-def _ecr_page(result: ScanInput, page: Mapping[str, Any], number: int) -> None:
+def _token(document: Mapping[str, Any], number: int) -> str | None:
+    """The page's next-page token: ``nextToken`` (the API's, --no-paginate) or ``NextToken``
+    (the AWS CLI's own, with --max-items)."""
+    for key in ("nextToken", "NextToken"):
+        value = document.get(key)
+        if value is not None and value != "":
+            if not isinstance(value, str):
+                raise FindingsError(f"document {number}: {key} must be a string, got "
+                                    f"{type(value).__name__}")
+            return value
+    return None
+
+
+def _ecr_page(result: ScanInput, reader: FindingsReader, page: Mapping[str, Any],
+              number: int) -> None:
     scan = page.get("imageScanFindings")
     if scan is not None and not isinstance(scan, Mapping):
         raise FindingsError(f"document {number}: imageScanFindings must be an object")
-    try:
-        result.findings.extend(from_scan_findings(scan or {}))
-    except FindingsError as err:
-        raise FindingsError(f"document {number}: {err}") from None
+    reader.add(scan)
+    status = page.get("imageScanStatus")
+    state = status.get("status") if isinstance(status, Mapping) else None
+    if state is not None and not isinstance(state, str):
+        raise FindingsError(f"document {number}: imageScanStatus.status must be a string, "
+                            f"got {type(state).__name__}")
+    repository = _text(page.get("repositoryName"), "repositoryName", number)
+    image = page.get("imageId") if isinstance(page.get("imageId"), Mapping) else {}
+    image_digest = _text(image.get("imageDigest"), "imageId.imageDigest", number)
     if result.pages == 0:
-        status = page.get("imageScanStatus")
+        result.status = state or ""
         if isinstance(status, Mapping):
-            result.status = str(status.get("status") or "COMPLETE")
             result.description = status.get("description")
-        result.repository = _text(page.get("repositoryName"), "repositoryName", number)
-        image = page.get("imageId") if isinstance(page.get("imageId"), Mapping) else {}
-        result.digest = _text(image.get("imageDigest"), "imageId.imageDigest", number)
+        result.repository = repository
+        result.digest = image_digest
         tag = _text(image.get("imageTag"), "imageId.imageTag", number)
         if tag:
             result.tags = [tag]
+    else:
+        for what, first, this in (("repository", result.repository, repository),
+                                  ("image", result.digest, image_digest),
+                                  ("scan status", result.status or None, state)):
+            if first and this and first != this:
+                reader.note(f"document {number} names {what} {this}, document 1 {first}: "
+                            "pages of more than one scan")
     result.pages += 1
 
 
@@ -134,7 +182,7 @@ def _image_of(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def _select_image(result: ScanInput, items: list[Mapping[str, Any]],
+def _select_image(result: ScanInput, reader: FindingsReader, items: list[Mapping[str, Any]],
                   digest: str | None) -> None:
     by_digest: dict[str | None, list[Mapping[str, Any]]] = {}
     for item in items:
@@ -153,7 +201,7 @@ def _select_image(result: ScanInput, items: list[Mapping[str, Any]],
         digest = next(iter(by_digest), None)
     chosen = by_digest.get(digest, [])
     image = _image_of(chosen[0]) if chosen else {}
-    result.findings.extend(from_enhanced(item) for item in chosen)
+    reader.add_list(list(chosen), from_enhanced, "list-findings: findings")
     result.digest = result.digest or digest
     result.repository = result.repository or image.get("repositoryName")
     if not result.tags and isinstance(image.get("imageTags"), list):
