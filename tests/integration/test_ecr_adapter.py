@@ -8,10 +8,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from gatekeeper.adapters.ecr import EcrImages, ImageGone, UnsafeUntag
-from gatekeeper.domain.findings import Severity
+from functions.on_push.app import handler as on_push
+from functions.on_scan.app import handler as on_scan
+from gatekeeper.adapters import ecr as ecr_adapter
+from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult, UnsafeUntag
+from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Severity
 from gatekeeper.domain.policy import BUILTIN_POLICY
 from gatekeeper.domain.verdict import Outcome
+from tests.support import World, push_event, scan_event
 
 REPO = "team-a/web"
 DIGEST = "sha256:" + "9b" * 32
@@ -23,14 +27,16 @@ def basic(name: str, severity: str) -> dict[str, Any]:
 
 
 def page(findings: list[dict[str, Any]], token: str | None = None,
-         enhanced: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+         enhanced: list[dict[str, Any]] | None = None,
+         counts: dict[str, int] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "repositoryName": REPO,
         "imageId": {"imageDigest": DIGEST},
         "imageScanStatus": {"status": "COMPLETE", "description": "done"},
         "imageScanFindings": {
             "findings": findings,
-            "findingSeverityCounts": {"LOW": 2000, "CRITICAL": 1},  # whole image, not the page
+            # the whole image, not the page
+            "findingSeverityCounts": {"LOW": 2000, "CRITICAL": 1} if counts is None else counts,
             "imageScanCompletedAt": 1764000000.0,
         },
     }
@@ -66,6 +72,7 @@ def test_every_page_of_findings_is_read(ecr: Any) -> None:
     # Then it followed every token, and the verdict sees the finding on the last page
     stubber.assert_no_pending_responses()
     assert scan is not None
+    assert (scan.status, scan.description) == ("COMPLETE", "done")
     assert scan.pages == 3
     assert len(scan.findings) == 2001
     assert scan.findings[-1].severity is Severity.CRITICAL
@@ -78,11 +85,166 @@ def test_basic_and_enhanced_findings_on_one_page_are_both_read(ecr: Any) -> None
         "vulnerablePackages": [{"name": "curl", "version": "7.88.1"}]}}]
     stubber = Stubber(ecr)
     stubber.add_response("describe_image_scan_findings",
-                         page([basic("CVE-1", "LOW")], enhanced=enhanced))
+                         page([basic("CVE-1", "LOW")], enhanced=enhanced,
+                              counts={"LOW": 1, "HIGH": 1}))
     with stubber:
         scan = EcrImages(ecr).scan(REPO, DIGEST)
     assert scan is not None
+    assert scan.status == "COMPLETE"
     assert [f.id for f in scan.findings] == ["CVE-1", "CVE-2024-9681"]
+
+
+# --- findings that cannot all be read: FINDINGS_INCOMPLETE, never a loop --------------------
+
+def read(ecr: Any, *pages: dict[str, Any]) -> ScanResult:
+    """The adapter's scan of these DescribeImageScanFindings responses, asserting it asked
+    for exactly as many pages as given."""
+    stubber = Stubber(ecr)
+    for body in pages:
+        stubber.add_response("describe_image_scan_findings", body)
+    with stubber:
+        scan = EcrImages(ecr).scan(REPO, DIGEST)
+    stubber.assert_no_pending_responses()
+    assert scan is not None
+    return scan
+
+
+def test_a_token_returned_twice_stops_paging_and_is_incomplete(ecr: Any) -> None:
+    # Given ECR answering page 2 with the token that led to it (a loop, if followed)
+    pages = [page([basic("CVE-1", "LOW")], token="t1"),
+             page([basic("CVE-2", "LOW")], token="t1")]
+
+    # When the adapter reads the scan, Then it stops there, fails closed, and says why
+    scan = read(ecr, *pages)
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert "returned the token of an earlier page again on page 2" in scan.description
+    assert BUILTIN_POLICY.judge_scan(REPO, scan.status, scan.description,
+                                     scan.findings).outcome is Outcome.QUARANTINED
+
+
+def test_a_cycle_of_tokens_is_detected_too(ecr: Any) -> None:
+    pages = [page([], token="a"), page([], token="b"), page([], token="a")]
+    assert read(ecr, *pages).status == FINDINGS_INCOMPLETE
+
+
+def test_paging_stops_at_the_page_limit(ecr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a limit of 3 pages (1,000 in Lambda) and ECR offering a new token every time
+    monkeypatch.setattr(ecr_adapter, "MAX_PAGES", 3)
+    pages = [page([], token=f"t{i}") for i in range(3)]
+
+    # When read, Then exactly 3 pages are asked for, and the scan is incomplete
+    scan = read(ecr, *pages)
+    assert (scan.status, scan.pages) == (FINDINGS_INCOMPLETE, 3)
+    assert scan.description is not None and "more than 3 pages" in scan.description
+
+
+def test_the_page_limit_is_a_thousand_pages() -> None:
+    assert ecr_adapter.MAX_PAGES == 1000
+
+
+def test_the_last_page_within_the_limit_is_complete(ecr: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ecr_adapter, "MAX_PAGES", 3)
+    counts = {"LOW": 3}
+    pages = [page([basic("CVE-1", "LOW")], token="t1", counts=counts),
+             page([basic("CVE-2", "LOW")], token="t2", counts=counts),
+             page([basic("CVE-3", "LOW")], counts=counts)]
+    assert read(ecr, *pages).status == "COMPLETE"
+
+
+@pytest.mark.parametrize("findings", ["absent", "enhancedFindings-instead"])
+def test_a_findings_list_missing_while_counts_are_not_zero_is_incomplete(
+        ecr: Any, findings: Any) -> None:
+    # Given a response whose counts report a CRITICAL, its findings list gone (botocore reads
+    # a null list as absent: moto's tests cover null); or an empty enhanced list in its place
+    body = page([], counts={"CRITICAL": 1})
+    del body["imageScanFindings"]["findings"]
+    if findings != "absent":
+        body["imageScanFindings"]["enhancedFindings"] = []
+
+    # When read, Then it is incomplete with the reason, and the strict policy quarantines it
+    scan = read(ecr, body)
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert scan.description.startswith("scan COMPLETE, findings incomplete: the severity counts "
+                                       "report CRITICAL 1 but no findings were read")
+    assert scan.description.endswith("(the response holds no findings list)") is (
+        findings == "absent")
+    verdict = BUILTIN_POLICY.judge_scan(REPO, scan.status, scan.description, scan.findings)
+    assert verdict is not None and verdict.outcome is Outcome.QUARANTINED
+    assert verdict.reasons[0].startswith("scan FINDINGS_INCOMPLETE: scan COMPLETE, findings "
+                                         "incomplete: the severity counts report CRITICAL 1")
+
+
+def test_counts_over_all_pages_that_disagree_with_the_findings_read_are_incomplete(
+        ecr: Any) -> None:
+    # Given two pages whose counts say 2 CRITICAL, one CRITICAL on them in all
+    counts = {"CRITICAL": 2}
+    scan = read(ecr, page([basic("CVE-1", "CRITICAL")], token="t1", counts=counts),
+                page([], counts=counts))
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert "the severity counts report CRITICAL 2 but CRITICAL 1 were read" in scan.description
+
+
+def test_counts_that_differ_between_pages_are_incomplete(ecr: Any) -> None:
+    scan = read(ecr, page([basic("CVE-1", "LOW")], token="t1", counts={"LOW": 2}),
+                page([basic("CVE-2", "LOW")], counts={"LOW": 3}))
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None and "differ between pages" in scan.description
+
+
+@pytest.mark.parametrize("severity", ["BOGUS", "", "UNTRIAGED", "SEVERE"])
+def test_a_basic_severity_ecr_does_not_define_is_incomplete(ecr: Any, severity: str) -> None:
+    scan = read(ecr, page([basic("CVE-1", severity)], counts={}))
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert f"CVE-1: severity {severity!r} is not one AWS defines for basic findings" in (
+        scan.description)
+    assert scan.findings == []
+
+
+def test_enhanced_untriaged_findings_and_counts_are_complete(ecr: Any) -> None:
+    # Given an enhanced scan (status ACTIVE) with counts naming UNTRIAGED, as real ones do
+    enhanced = [{"severity": "MEDIUM", "packageVulnerabilityDetails": {"vulnerabilityId": "A"}},
+                {"severity": "UNTRIAGED", "packageVulnerabilityDetails": {"vulnerabilityId": "B"}}]
+    body = page([], enhanced=enhanced, counts={"MEDIUM": 1, "UNTRIAGED": 1})
+    del body["imageScanFindings"]["findings"]
+    body["imageScanStatus"] = {"status": "ACTIVE", "description": "Continuous scan"}
+    scan = read(ecr, body)
+    assert scan.status == "ACTIVE"
+    assert [f.severity for f in scan.findings] == [Severity.MEDIUM, Severity.UNTRIAGED]
+
+
+@pytest.mark.parametrize("status", [None, {}, {"description": "done"}, {"status": ""}],
+                         ids=["absent", "empty", "no-status", "empty-status"])
+def test_a_missing_scan_status_is_not_complete(ecr: Any, status: Any) -> None:
+    # Given a response with clean, consistent findings but no scan status
+    body = page([basic("CVE-1", "LOW")], counts={"LOW": 1})
+    if status is None:
+        del body["imageScanStatus"]
+    else:
+        body["imageScanStatus"] = status
+
+    # When read, Then it is not COMPLETE: incomplete, saying so
+    scan = read(ecr, body)
+    assert scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert "returned no scan status" in scan.description
+
+
+def test_a_failed_scan_keeps_its_state_whatever_its_findings_say(ecr: Any) -> None:
+    body = page([], counts={"CRITICAL": 1})
+    body["imageScanStatus"] = {"status": "FAILED", "description": "UnsupportedImageError"}
+    scan = read(ecr, body)
+    assert (scan.status, scan.description) == ("FAILED", "UnsupportedImageError")
+
+
+def test_a_scan_in_progress_stays_in_progress(ecr: Any) -> None:
+    body = page([], counts={})
+    body["imageScanStatus"] = {"status": "IN_PROGRESS"}
+    assert read(ecr, body).status == "IN_PROGRESS"
 
 
 @pytest.mark.parametrize("code", ["ImageNotFoundException", "RepositoryNotFoundException"])
@@ -277,3 +439,72 @@ def test_an_unreadable_scanning_configuration_starts_nothing(ecr: Any) -> None:
     with stubber:
         assert EcrImages(ecr).start_scan(REPO, DIGEST) == (
             "scanning configuration unreadable: AccessDeniedException")
+
+
+# --- a deleted repository: the image is gone, on every call (no retry, no DLQ) ----------------
+
+SCANNING = {"scanningConfigurations": [{
+    "repositoryArn": f"arn:aws:ecr:us-east-1:123456789012:repository/{REPO}",
+    "repositoryName": REPO, "scanOnPush": False, "scanFrequency": "MANUAL",
+    "appliedScanFilters": []}], "failures": []}
+GONE_CALLS = {
+    # method: (the AWS call that finds the repository gone, the responses before it)
+    "scan": ("describe_image_scan_findings", []),
+    "start_scan": ("start_image_scan", [("batch_get_repository_scanning_configuration",
+                                         SCANNING)]),
+    "add_tag": ("batch_get_image", []),
+    "add_tag (after reading the manifest)": ("put_image", [("batch_get_image", IMAGE)]),
+    "platforms": ("batch_get_image", []),
+    "remove_tag": ("describe_images", []),
+    "set_storage_class": ("update_image_storage_class", []),
+}
+ARGS = {"scan": (), "start_scan": (), "add_tag": ("approved-9b9b9b9b9b9b",),
+        "platforms": (), "remove_tag": ("approved-9b9b9b9b9b9b",),
+        "set_storage_class": ("ARCHIVE",)}
+
+
+@pytest.mark.parametrize("code", ["RepositoryNotFoundException", "ImageNotFoundException"])
+@pytest.mark.parametrize("case", list(GONE_CALLS))
+def test_a_deleted_repository_or_image_is_image_gone_on_every_call(ecr: Any, case: str,
+                                                                  code: str) -> None:
+    # Given ECR answering this call with RepositoryNotFoundException (or ImageNotFound)
+    call, before = GONE_CALLS[case]
+    stubber = Stubber(ecr)
+    for operation, response in before:
+        stubber.add_response(operation, response)
+    stubber.add_client_error(call, code, "gone")
+    method = case.split(" ")[0]
+
+    # When the adapter makes it, Then the image is gone: ImageGone, never a ClientError
+    with stubber, pytest.raises(ImageGone, match=code):
+        getattr(EcrImages(ecr), method)(REPO, DIGEST, *ARGS[method])
+    stubber.assert_no_pending_responses()
+
+
+def test_the_tags_of_an_image_in_a_deleted_repository_are_none(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_client_error("describe_images", "RepositoryNotFoundException", "gone")
+    with stubber:
+        assert EcrImages(ecr).tags(REPO, DIGEST) == []
+
+
+# --- the same through the handlers, on moto: answered, not raised -------------------------------
+
+@pytest.mark.parametrize("event", ["push", "scan"])
+def test_a_deleted_repository_is_answered_image_gone_by_the_handlers(
+        world: World, context: Any, event: str) -> None:
+    # Given an image whose repository is deleted (with the image) before its event is handled
+    repo = world.repository("team-a/gone")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-critical")
+    world.ecr.delete_repository(repositoryName=repo, force=True)
+
+    # When its push or scan event arrives (moto answers RepositoryNotFoundException)
+    handler = on_push if event == "push" else on_scan
+    body = push_event(repo, digest) if event == "push" else scan_event(repo, digest)
+    result = handler(body, context)
+
+    # Then the handler returns image-gone: no exception, so no Lambda retry and no DLQ
+    assert result["status"] == "image-gone"
+    assert "RepositoryNotFoundException" in result["reason"]
+    assert world.notifications() == []

@@ -9,7 +9,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gatekeeper.domain.findings import Finding, from_scan_findings, parse_timestamp
+from gatekeeper.domain.findings import (
+    FINDINGS_INCOMPLETE,
+    Finding,
+    FindingsReader,
+    parse_timestamp,
+)
+from gatekeeper.domain.policy import SCAN_FAILED_STATES
 
 # Every manifest type ECR stores; without this BatchGetImage may refuse or convert OCI images.
 MANIFEST_MEDIA_TYPES = [
@@ -20,6 +26,9 @@ MANIFEST_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v1+json",
 ]
 _GONE = {"ImageNotFoundException", "RepositoryNotFoundException"}
+# At most this many pages of findings are read (1,000 findings a page: a million findings);
+# past it the scan is FINDINGS_INCOMPLETE rather than a Lambda that pages until it times out.
+MAX_PAGES = 1000
 INDEX_MEDIA_TYPES = frozenset({
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
@@ -62,11 +71,16 @@ class EcrImages:
 
     def _image(self, repository: str, digest: str) -> dict[str, Any]:
         """The image's manifest (BatchGetImage); ImageGone when it no longer exists."""
-        response = self._ecr.batch_get_image(
-            repositoryName=repository,
-            imageIds=[{"imageDigest": digest}],
-            acceptedMediaTypes=MANIFEST_MEDIA_TYPES,
-        )
+        try:
+            response = self._ecr.batch_get_image(
+                repositoryName=repository,
+                imageIds=[{"imageDigest": digest}],
+                acceptedMediaTypes=MANIFEST_MEDIA_TYPES,
+            )
+        except ClientError as err:  # the repository itself deleted
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
         images = response.get("images") or []
         if not images:
             failure = (response.get("failures") or [{}])[0]
@@ -108,15 +122,21 @@ class EcrImages:
         return "started"
 
     def scan(self, repository: str, digest: str) -> ScanResult | None:
-        """The image's latest scan with all its findings; None when it was never scanned."""
-        findings: list[Finding] = []
+        """The image's latest scan with all its findings; None when it was never scanned.
+
+        A finished scan whose findings could not all be read comes back FINDINGS_INCOMPLETE,
+        its description saying why: findings that disagree with the severity counts, a
+        severity AWS does not define, no scan status, a token seen twice or more than
+        MAX_PAGES pages (paging stops there: it never loops). A failed scan keeps its state.
+        """
+        reader = FindingsReader()
         kwargs: dict[str, Any] = {
             "repositoryName": repository,
             "imageId": {"imageDigest": digest},
             "maxResults": self._page_size,
         }
-        pages = 0
         first: dict[str, Any] = {}
+        tokens: set[str] = set()
         while True:
             try:
                 page = self._ecr.describe_image_scan_findings(**kwargs)
@@ -126,25 +146,44 @@ class EcrImages:
                 if _code(err) in _GONE:
                     raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
                 raise
-            pages += 1
             first = first or page
-            findings.extend(from_scan_findings(page.get("imageScanFindings") or {}))
+            reader.add(page.get("imageScanFindings"))
             token = page.get("nextToken")
             if not token:
                 break
+            if token in tokens:
+                reader.note(f"DescribeImageScanFindings returned the token of an earlier page "
+                            f"again on page {reader.pages}; paging stopped")
+                break
+            if reader.pages >= MAX_PAGES:
+                reader.note(f"more than {MAX_PAGES} pages of findings; paging stopped")
+                break
+            tokens.add(str(token))
             kwargs["nextToken"] = token
-        status = first.get("imageScanStatus") or {}
-        scan = first.get("imageScanFindings") or {}
+        raw_status = first.get("imageScanStatus")
+        raw_status = raw_status if isinstance(raw_status, dict) else {}
+        status, description = raw_status.get("status"), raw_status.get("description")
+        scan = first.get("imageScanFindings")
+        scan = scan if isinstance(scan, dict) else {}
+        problems = reader.problems()
+        if not isinstance(status, str) or not status:
+            problems.insert(0, "DescribeImageScanFindings returned no scan status")
+        if problems and status not in SCAN_FAILED_STATES:
+            description = f"scan {status or 'status missing'}, findings incomplete: " + (
+                "; ".join(problems))
+            status = FINDINGS_INCOMPLETE
         return ScanResult(
-            status=str(status.get("status") or "UNKNOWN"),
-            description=status.get("description"),
-            findings=findings,
+            status=str(status),
+            description=description if isinstance(description, str) else None,
+            findings=reader.findings,
             completed_at=parse_timestamp(scan.get("imageScanCompletedAt")),
-            pages=pages,
+            pages=reader.pages,
         )
 
     def add_tag(self, repository: str, digest: str, tag: str) -> bool:
-        """Tag the image by re-putting its own manifest; False when it already had the tag."""
+        """Tag the image by re-putting its own manifest; False when it already had the tag.
+        TagTaken when the tag is on another image of the repository (IMMUTABLE: it cannot
+        move; only a forged marker puts our tag there)."""
         image = self._image(repository, digest)
         request: dict[str, Any] = {
             "repositoryName": repository,
