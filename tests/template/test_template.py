@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from samtranslator.model.exceptions import InvalidDocumentException
 
+from gatekeeper.domain.markers import RESERVED_WORDS, MarkerScheme
 from gatekeeper.local.stack import load_sam_template, transform_template
 from tests.template.conftest import REGION, TEMPLATE
 
@@ -572,12 +575,61 @@ def test_scan_timeout_is_a_number_of_minutes_of_at_least_five(cfn: dict[str, Any
     assert (spec["Type"], spec["MinValue"]) == ("Number", 5)
 
 
+TAG_TEMPLATES = ("ApprovedTagTemplate", "QuarantinedTagTemplate")
+
+
+@pytest.mark.parametrize("parameter", TAG_TEMPLATES)
 @pytest.mark.parametrize(("value", "accepted"), [
     ("approved-{digest12}", True),
-    ("{digest}-ok", True),
+    ("quarantined-{digest}", True),
+    ("Gatekeeper_OK.{digest12}-v1", True),
     ("approved", False),  # a fixed tag would move between images
     ("approved-{digest12}/x", False),
+    ("{digest}-ok", False),  # no word of its own: every 64-hex sha plus -ok would match
+    ("{digest12}", False),
+    ("v{digest12}", False),
+    ("ok-{digest12}", False),  # fewer than 3 letters
+    ("approved{digest12}", False),  # no separator
+    ("cafe-{digest12}", False),  # hex letters only: reads as a sha
+    ("sha-{digest12}", False),  # docker/metadata-action writes sha-<hex>
+    ("Git.{digest}", False),
+    ("release-{digest12}", False),
+    ("approved-{digest12}-{digest}", False),
 ])
-def test_tag_template_pattern(cfn: dict[str, Any], value: str, accepted: bool) -> None:
-    pattern = cfn["Parameters"]["ApprovedTagTemplate"]["AllowedPattern"]
+def test_tag_template_pattern(cfn: dict[str, Any], parameter: str, value: str,
+                              accepted: bool) -> None:
+    pattern = cfn["Parameters"][parameter]["AllowedPattern"]
     assert bool(re.fullmatch(pattern, value)) is accepted
+
+
+def test_tag_template_pattern_reserves_the_words_start_up_reserves(cfn: dict[str, Any]) -> None:
+    # One list of reserved words: the deploy-time pattern and MarkerScheme refuse the same
+    (pattern,) = {cfn["Parameters"][p]["AllowedPattern"] for p in TAG_TEMPLATES}
+    reserved = re.match(r"\^\(\?!\(\?i:([a-z|]+)\)", pattern)
+    assert reserved is not None
+    assert set(reserved.group(1).split("|")) == RESERVED_WORDS
+
+
+WORDS = st.from_regex(r"[A-Za-z]{0,8}", fullmatch=True)
+TEMPLATE_TEXT = st.from_regex(r"[A-Za-z0-9_./:{}-]{0,8}", fullmatch=True)
+
+
+@settings(max_examples=300)
+@given(word=st.one_of(WORDS, st.sampled_from(sorted(RESERVED_WORDS))),
+       separator=st.sampled_from(["-", "_", ".", "", "/"]), middle=TEMPLATE_TEXT,
+       placeholder=st.sampled_from(["{digest12}", "{digest}", "{DIGEST}", ""]),
+       suffix=TEMPLATE_TEXT)
+def test_the_deploy_pattern_accepts_exactly_what_start_up_accepts(
+        cfn: dict[str, Any], word: str, separator: str, middle: str, placeholder: str,
+        suffix: str) -> None:
+    # Given any template text (within the 128-character tag limit the pattern leaves to
+    # start-up, with MaxLength as a first bound)
+    template = f"{word}{separator}{middle}{placeholder}{suffix}"
+    pattern = cfn["Parameters"]["ApprovedTagTemplate"]["AllowedPattern"]
+    try:
+        MarkerScheme(approved=template)
+        started = True
+    except ValueError:
+        started = False
+    # Then CloudFormation refuses at deploy time what the functions would refuse at start-up
+    assert bool(re.fullmatch(pattern, template)) is started, template
