@@ -31,6 +31,19 @@ def test_broken_policy_exits_2_with_a_located_error(tmp_path: Path, capsys: Any)
     assert f"{policy}:5: repositories[0].max_findings.HIGH: expected a whole number >= 0" in err
 
 
+def test_a_second_default_exits_2_naming_its_line(tmp_path: Path, capsys: Any) -> None:
+    # Given a policy whose strict default is followed, further down, by a second default:
+    # YAML alone would keep the second one and approve every image
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ndefault:\n  max_findings: {CRITICAL: 0}\n"
+                      "repositories: []\ndefault:\n  max_findings: {CRITICAL: 99}\n")
+
+    # When it is validated, Then it fails, naming the second default's line and the first's
+    assert main(["policy", "validate", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{policy}:5: default: duplicate key 'default' (first at line 2)" in err
+
+
 def test_missing_file_exits_2(tmp_path: Path, capsys: Any) -> None:
     assert main(["policy", "validate", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err

@@ -73,6 +73,7 @@ def test_the_repositorys_own_policy_yaml_parses(as_bytes: bool) -> None:
     # Then it is the strict default with the sandbox override
     assert parsed == Policy(
         default=Rules(max_findings={Severity.CRITICAL: 0, Severity.HIGH: 0},
+                      warn_findings={Severity.UNTRIAGED: 0, Severity.UNDEFINED: 0},
                       on_scan_failure={"default": Outcome.QUARANTINED}),
         repositories=(Override(match="sandbox/*",
                                settings={"max_findings": {Severity.CRITICAL: 0}}),),
@@ -117,8 +118,9 @@ def test_a_policy_without_a_version_argument_is_unversioned() -> None:
 
 
 def test_the_minimal_policy_is_version_and_an_empty_default() -> None:
+    # A default without max_findings fails closed: the built-in limits, never "unlimited"
     parsed = parse_policy("version: 1\ndefault: {}\n")
-    assert parsed.default == Rules(max_findings={},
+    assert parsed.default == Rules(max_findings={Severity.CRITICAL: 0, Severity.HIGH: 0},
                                    on_scan_failure={"default": Outcome.QUARANTINED})
     assert parsed.default.scan_failure_outcome("FAILED") is Outcome.QUARANTINED
     assert parsed.repositories == ()
@@ -334,7 +336,7 @@ def test_oversized_input_is_rejected_before_parsing(as_bytes: bool) -> None:
 def test_input_of_exactly_the_limit_is_parsed() -> None:
     head = "version: 1\ndefault: {}\n#"
     parsed = parse_policy((head + "x" * (MAX_POLICY_BYTES - len(head))).encode())
-    assert parsed.default.max_findings == {}
+    assert parsed.default.max_findings == BUILTIN_POLICY.default.max_findings
 
 
 def test_an_oversized_str_is_measured_in_bytes() -> None:
@@ -411,6 +413,109 @@ def test_anchors_and_aliases_are_followed() -> None:
 def test_an_explicit_yaml_tag_with_an_unreadable_value_is_a_policy_error(text: str) -> None:
     issue = only_problem(text)
     assert issue.message.startswith("not valid YAML")
+
+
+# --- a key written twice, an empty default: never silently approving -------------------------
+
+@pytest.mark.parametrize(
+    ("text", "path", "line", "first"),
+    [
+        pytest.param("version: 1\ndefault:\n  max_findings: {CRITICAL: 0}\ndefault: {}\n",
+                     "default", 4, 2, id="a-second-default"),
+        pytest.param("version: 1\ndefault:\n  max_findings:\n    CRITICAL: 0\n"
+                     "    CRITICAL: 50\n", "default.max_findings.CRITICAL", 5, 4, id="severity"),
+        pytest.param("version: 1\ndefault: {max_findings: {HIGH: 0, HIGH: 9}}\n",
+                     "default.max_findings.HIGH", 2, 2, id="flow-mapping"),
+        pytest.param("version: 1\ndefault: {}\nrepositories:\n  - match: a\n"
+                     "    on_scan_failure: quarantine\n    on_scan_failure: approve\n",
+                     "repositories[0].on_scan_failure", 6, 5, id="in-an-override"),
+        pytest.param("version: 1\ndefault: {}\nexceptions:\n  - id: CVE-1\n    expires: "
+                     "2027-01-01\n    reason: r\n    owner: o\n    expires: 2099-01-01\n",
+                     "exceptions[0].expires", 8, 5, id="in-an-exception"),
+        pytest.param("version: 1\ndefault: {}\nversion: 1\n", "version", 3, 1,
+                     id="same-value-still-twice"),
+        pytest.param("version: 1\ndefault:\n  ignore_unfixed: true\n  'ignore_unfixed': false\n",
+                     "default.ignore_unfixed", 4, 3, id="quoted-the-second-time"),
+    ],
+)
+def test_a_key_written_twice_is_reported_with_its_line(text: str, path: str, line: int,
+                                                        first: int) -> None:
+    # Given a policy where one mapping holds a key twice (YAML would keep the last, silently)
+    # When it is parsed
+    issue = only_problem(text)
+    # Then the second one is reported where it is, naming the key and the first one's line
+    assert (issue.path, issue.line) == (path, line)
+    key = path.rsplit(".", 1)[-1].split("]")[-1] or path
+    assert f"duplicate key {key!r} (first at line {first})" in issue.message
+
+
+def test_every_key_written_twice_is_reported_with_the_other_problems() -> None:
+    text = doc("""
+        version: 1
+        default:
+          max_findings: {CRITICAL: 0}
+          mode: monitor
+          mode: enforce
+        default: {}
+        repositories: 3
+    """)
+    assert [(i.path, i.line) for i in problems(text)] == [
+        ("default.mode", 5), ("default", 6), ("repositories", 7)]
+
+
+def test_merged_keys_may_be_overridden_as_yaml_means_them_to() -> None:
+    text = doc("""
+        version: 1
+        default: &base
+          max_findings: {CRITICAL: 0}
+          mode: enforce
+        repositories:
+          - match: "sandbox/*"
+            <<: *base
+            mode: monitor
+    """)
+    assert parse_policy(text).rules_for("sandbox/x").mode == "monitor"
+
+
+def test_the_same_key_in_different_mappings_is_no_duplicate() -> None:
+    text = doc("""
+        version: 1
+        default:
+          max_findings: {CRITICAL: 0}
+        repositories:
+          - match: a
+            max_findings: {CRITICAL: 0}
+          - match: b
+            max_findings: {CRITICAL: 0}
+    """)
+    assert len(parse_policy(text).repositories) == 2
+
+
+@pytest.mark.parametrize("default", ["{}", "{mode: enforce}", "{warn_findings: {LOW: 0}}",
+                                     "{ignore_unfixed: true}"])
+@pytest.mark.parametrize("severity", [Severity.CRITICAL, Severity.HIGH])
+def test_a_default_without_max_findings_fails_closed(default: str, severity: Severity) -> None:
+    # Given a default that sets no max_findings (a severity not listed would be unlimited)
+    parsed = parse_policy(f"version: 1\ndefault: {default}\n")
+    # When an image with one CRITICAL or HIGH finding is judged by it
+    verdict = parsed.evaluate("any/repo", [finding(severity, "CVE-1")])
+    # Then it is quarantined, as by the built-in policy: a forgotten key approves nothing
+    assert parsed.default.max_findings == BUILTIN_POLICY.default.max_findings
+    assert verdict.outcome is Outcome.QUARANTINED
+
+
+def test_an_empty_default_max_findings_is_an_error_not_an_approval_of_everything() -> None:
+    issue = only_problem("version: 1\ndefault:\n  on_scan_failure: quarantine\n"
+                         "  max_findings: {}\n")
+    assert (issue.path, issue.line) == ("default.max_findings", 4)
+    assert "every image would be approved" in issue.message
+
+
+def test_an_override_may_still_lift_every_limit_for_the_repositories_it_names() -> None:
+    parsed = parse_policy("version: 1\ndefault: {}\nrepositories:\n"
+                          "  - {match: sandbox/*, max_findings: {}}\n")
+    assert parsed.rules_for("sandbox/x").max_findings == {}
+    assert parsed.rules_for("prod/x").max_findings == BUILTIN_POLICY.default.max_findings
 
 
 # --- rules_for -------------------------------------------------------------------------------
@@ -575,7 +680,8 @@ def test_a_failed_scan_is_quarantined_by_default() -> None:
 
 
 def test_a_failed_scan_is_approved_when_the_policy_says_approve() -> None:
-    verdict = policy({}, on_scan_failure="approve").scan_failed("r", "UNSUPPORTED_IMAGE", None)
+    verdict = policy({"CRITICAL": 0}, on_scan_failure="approve").scan_failed(
+        "r", "UNSUPPORTED_IMAGE", None)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.reasons == ("scan UNSUPPORTED_IMAGE; on_scan_failure of default is approve",)
 
@@ -616,7 +722,9 @@ FINDINGS = st.lists(
     st.builds(finding, st.sampled_from(Severity), st.sampled_from(["CVE-1", "CVE-2", "CVE-3"])),
     max_size=12,
 )
-LIMITS = st.dictionaries(st.sampled_from([s.name for s in Severity]), st.integers(0, 3))
+# At least one severity: a default max_findings listing none is refused (it would approve all)
+LIMITS = st.dictionaries(st.sampled_from([s.name for s in Severity]), st.integers(0, 3),
+                         min_size=1)
 
 
 @given(LIMITS, FINDINGS, st.builds(finding, st.sampled_from(Severity), st.just("CVE-9")))

@@ -46,9 +46,15 @@ def exception(fid: str = CVE, expires: str = "2027-01-31", **fields: Any) -> dic
     return {"id": fid, "expires": expires, "reason": REASON, "owner": OWNER, **fields}
 
 
+# A limit no test reaches: a default without max_findings would get the built-in limits
+# (CRITICAL 0, HIGH 0) from the parser, and an empty one is refused.
+UNLIMITED = {"CRITICAL": 1_000_000}
+
+
 def load(default: dict[str, Any] | None = None, **top: Any) -> Policy:
-    """A policy from plain data, written as YAML and read back by the real parser."""
-    data = {"version": 1, "default": default or {}, **top}
+    """A policy from plain data, written as YAML and read back by the real parser. Without
+    max_findings the rule under test decides alone (UNLIMITED)."""
+    data = {"version": 1, "default": {"max_findings": UNLIMITED, **(default or {})}, **top}
     return parse_policy(yaml.safe_dump(data, sort_keys=False), version="test")
 
 

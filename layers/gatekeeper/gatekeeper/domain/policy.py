@@ -233,13 +233,16 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
     except (RecursionError, _TooLarge):
         raise PolicyError([PolicyIssue("", "YAML aliases make this document recursive or "
                                            f"larger than {_MAX_NODES} values")], source) from None
+    issues += _duplicate_keys(node)
+    issues += _open_default(data, lines)
     raw_exceptions = data.get("exceptions") if isinstance(data, dict) else None
     exceptions, date_issues = _exceptions(raw_exceptions, lines)
     issues += date_issues
     if issues:
         raise PolicyError(sorted(issues, key=lambda i: i.line or 0), source)
     return Policy(
-        default=dataclasses.replace(Rules(), **_settings(data["default"])),
+        default=dataclasses.replace(Rules(), **{"max_findings": DEFAULT_MAX_FINDINGS,
+                                                **_settings(data["default"])}),
         repositories=tuple(Override(entry["match"], _settings(entry))
                            for entry in data.get("repositories") or []),
         exceptions=tuple(exceptions),
@@ -247,6 +250,69 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         version=version or "unversioned",
         notifications=_notifications(data.get("notifications") or {}),
     )
+
+
+# A default without max_findings fails closed: the built-in limits (BUILTIN_POLICY's). The
+# default applies to every repository nobody wrote an override for; "a severity not listed is
+# unlimited" must never turn a forgotten key into "approve every image".
+DEFAULT_MAX_FINDINGS: Mapping[Severity, int] = BUILTIN_POLICY.default.max_findings
+
+
+def _open_default(data: Any, lines: dict[Path, int]) -> list[PolicyIssue]:
+    """``default.max_findings: {}`` would approve every image whatever its findings."""
+    default = data.get("default") if isinstance(data, dict) else None
+    limits = default.get("max_findings") if isinstance(default, dict) else None
+    if limits != {}:
+        return []
+    path = ("default", "max_findings")
+    return [PolicyIssue(_render_path(path), (
+        "lists no severity, so every image would be approved whatever its findings; list the "
+        "most findings allowed per severity (e.g. CRITICAL: 0), or leave the key out for the "
+        "built-in limits (CRITICAL: 0, HIGH: 0). An override may still allow everything for "
+        "the repositories it names"), _line(lines, path))]
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[PolicyIssue]:
+    """Every key written twice in one mapping, at any depth. YAML keeps only the last value
+    without a word, so a second ``default:`` would silently replace the first."""
+    import yaml
+
+    issues: list[PolicyIssue] = []
+    stack: list[tuple[Path, yaml.Node]] = [((), root)] if root is not None else []
+    seen: set[int] = set()
+    loader = _loader()("")
+    try:
+        while stack:
+            path, node = stack.pop()
+            if id(node) in seen:  # anchors and aliases: visit each node once
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                first: dict[Any, int] = {}
+                for key, value in node.value:
+                    stack.append(((*path, key.value), value))
+                    if key.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                            key, yaml.ScalarNode):
+                        continue  # merged keys may be overridden: that is what << is for
+                    try:
+                        name = loader.construct_object(key)
+                        hash(name)
+                    except (yaml.YAMLError, ValueError, TypeError, LookupError,
+                            AttributeError, RecursionError):
+                        name = (key.tag, key.value)
+                    line = key.start_mark.line + 1
+                    if name in first:
+                        issues.append(PolicyIssue(
+                            _render_path((*path, key.value)),
+                            f"duplicate key {key.value!r} (first at line {first[name]}): YAML "
+                            "would keep only the last one; write each key once", line))
+                    else:
+                        first[name] = line
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(((*path, index), item) for index, item in enumerate(node.value))
+    finally:
+        loader.dispose()
+    return sorted(issues, key=lambda issue: issue.line or 0)
 
 
 def _notifications(raw: Mapping[str, Any]) -> Notifications:
