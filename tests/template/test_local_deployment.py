@@ -174,6 +174,8 @@ def test_environment_names_the_stack_physical_resources(deployment: LocalDeploym
     assert env["GATEKEEPER_QUARANTINED_TAG"] == "quarantined-{digest12}"
     assert env["GATEKEEPER_REEVALUATION_QUEUE_URL"] == deployment.outputs["ReevaluationQueueUrl"]
     assert env["GATEKEEPER_SCAN_TIMEOUT_MINUTES"] == "60"
+    assert env["GATEKEEPER_HISTORY_RETENTION_DAYS"] == "400"
+    assert env["GATEKEEPER_LEASE_SECONDS"] == "90"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
 

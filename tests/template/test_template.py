@@ -167,7 +167,19 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_REEVALUATION_QUEUE_URL": {"Ref": "ReevaluationQueue"},
         "GATEKEEPER_SCAN_TIMEOUT_MINUTES": {"Ref": "ScanTimeoutMinutes"},
         "GATEKEEPER_START_SCANS": {"Ref": "StartScanIfNotOnPush"},
+        "GATEKEEPER_HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
+        "GATEKEEPER_LEASE_SECONDS": "90",
     }
+
+
+def test_the_lease_outlasts_every_judging_function(cfn: dict[str, Any]) -> None:
+    # A lease shorter than a function's timeout could be taken over while its holder still
+    # changes the image's tags: two writers at once
+    for function_id in JUDGING_FUNCTIONS:
+        variables = cfn["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+        timeout = cfn["Resources"][function_id]["Properties"]["Timeout"]
+        assert timeout == TIMEOUTS[function_id]
+        assert int(variables["GATEKEEPER_LEASE_SECONDS"]) > timeout, function_id
 
 
 @pytest.mark.parametrize("function_id", ASYNC_FUNCTIONS)
@@ -361,6 +373,15 @@ def test_verdict_table(cfn: dict[str, Any]) -> None:
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
 
 
+def test_verdict_history_expires_through_the_tables_time_to_live(cfn: dict[str, Any]) -> None:
+    # The store writes expires_at on history items, HistoryRetentionDays after the change
+    properties = cfn["Resources"]["VerdictTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at",
+                                                      "Enabled": True}
+    spec = cfn["Parameters"]["HistoryRetentionDays"]
+    assert (spec["Type"], spec["Default"], spec["MinValue"]) == ("Number", 400, 30)
+
+
 def test_verdict_topic_is_encrypted(cfn: dict[str, Any]) -> None:
     assert cfn["Resources"]["VerdictTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
 
@@ -542,6 +563,7 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "PolicyObjectKey": "policy.yaml",
         "ScanTimeoutMinutes": 60,
         "StartScanIfNotOnPush": "true",
+        "HistoryRetentionDays": 400,
         "LogLevel": "INFO",
         "LogRetentionInDays": 90,
         "LogsKmsKeyArn": "",
