@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -324,8 +325,22 @@ class Outcome:
 
 
 @dataclass
+class WallClock:
+    """The wall clock the image leases read, moved by the bus as Lambda's delays pass."""
+
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
 class EventBus:
-    """Delivers events to the handlers in-process, re-delivers failures, keeps a DLQ."""
+    """Delivers events to the handlers in-process, re-delivers failures, keeps a DLQ.
+
+    Time passes as it does in Lambda: a retry comes a minute or two after the failure, and
+    the dead letters are replayed much later (an operator's replay), so a lease left by a
+    failed invocation has expired by then."""
 
     handlers: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]]
     injector: FaultInjector
@@ -335,6 +350,7 @@ class EventBus:
     dlq: list[Delivery] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     redeliveries: int = 0
+    wall: WallClock = field(default_factory=WallClock)
     _numbers: int = 0
 
     def send(self, handler: str, event: dict[str, Any]) -> None:
@@ -350,6 +366,7 @@ class EventBus:
                 continue
             if delivery.attempt < self.retries:
                 self.redeliveries += 1
+                self.wall.now += 60.0 * (delivery.attempt + 1)
                 self.queue.append(self._numbered(replace(delivery, attempt=delivery.attempt + 1)))
             else:
                 self.dlq.append(delivery)
@@ -357,6 +374,7 @@ class EventBus:
     def replay_dlq(self) -> list[Outcome]:
         """Re-drive the dead letters once each, with the faults switched off."""
         replayed = []
+        self.wall.now += 3600.0
         with self.injector.paused():
             for delivery in self.dlq:
                 replayed.append(self._invoke(self._numbered(replace(delivery, attempt=0)),

@@ -5,14 +5,17 @@ from the tests. The budget per event: one DescribeImageScanFindings per page of 
 pages them 1,000 at a time), plus at most FIXED other calls, with the policy in its cache (a
 container reads it at most once a minute: GATEKEEPER_POLICY_CACHE_SECONDS, default 60).
 
-A verdict change costs more than FIXED, by design: it reads the record (GetItem), commits the
-verdict with its history entry (TransactWriteItems) before touching a tag, writes the marker
+A verdict change costs more than FIXED, by design: it reads the record (GetItem) and the
+image's tags as they are (DescribeImages: the reconciler converges what it observes, not what
+it remembers), commits the verdict with its history entry and takes the image's lease
+(TransactWriteItems, one call for both) before touching a tag, writes the marker
 (BatchGetImage for the manifest, then PutImage), asks which image indexes reference the image
 (Query: after the commit, so an index linked meanwhile is not missed), publishes (Publish) and
-settles the record (PutItem: what makes a crash between publish and settle recoverable); a
-flip also removes the old marker (DescribeImages first: never an image's last tag, never a tag
-on another image; then BatchDeleteImage). ``CHANGES`` pins those calls exactly, so that a new
-one is a deliberate decision.
+settles the record, releasing the lease (PutItem: what makes a crash between publish and
+settle recoverable); a flip also removes the old marker (BatchDeleteImage, every
+contradicting marker in one call, never the image's last tag). The lease itself costs no call:
+it rides on the commit and the settle. ``CHANGES`` pins those calls exactly, so that a new one
+is a deliberate decision.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from tests.support import World, approved, push_event, quarantined, scan_event
 FIXED = 5
 PAGE = "DescribeImageScanFindings"
 CHANGES = {
-    "first verdict": ["GetItem", "TransactWriteItems", "BatchGetImage", "PutImage", "Query",
-                      "Publish", "PutItem"],
-    "flip": ["GetItem", "TransactWriteItems", "BatchGetImage", "PutImage", "DescribeImages",
+    "first verdict": ["GetItem", "DescribeImages", "TransactWriteItems", "BatchGetImage",
+                      "PutImage", "Query", "Publish", "PutItem"],
+    "flip": ["GetItem", "DescribeImages", "TransactWriteItems", "BatchGetImage", "PutImage",
              "BatchDeleteImage", "Query", "Publish", "PutItem"],
 }
 POLICY = "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"

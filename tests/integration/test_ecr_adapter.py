@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper.adapters import ecr as ecr_adapter
-from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult, UnsafeUntag
+from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult, TagTaken, UnsafeUntag
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Severity
 from gatekeeper.domain.policy import BUILTIN_POLICY
 from gatekeeper.domain.verdict import Outcome
@@ -126,6 +126,27 @@ def test_a_token_returned_twice_stops_paging_and_is_incomplete(ecr: Any) -> None
 def test_a_cycle_of_tokens_is_detected_too(ecr: Any) -> None:
     pages = [page([], token="a"), page([], token="b"), page([], token="a")]
     assert read(ecr, *pages).status == FINDINGS_INCOMPLETE
+
+
+def test_a_token_ecr_refuses_stops_paging_and_is_incomplete(ecr: Any) -> None:
+    # Given a first page whose token ECR then refuses (InvalidParameterException)
+    stubber = Stubber(ecr)
+    stubber.add_response("describe_image_scan_findings", page([], token="t1"))
+    stubber.add_client_error("describe_image_scan_findings", "InvalidParameterException",
+                             "Invalid NextToken")
+    with stubber:
+        scan = EcrImages(ecr).scan(REPO, DIGEST)
+    # Then the findings read are kept, and the scan is incomplete, saying why
+    assert scan is not None and scan.status == FINDINGS_INCOMPLETE
+    assert scan.description is not None
+    assert "refused the token of page 1 (InvalidParameterException)" in scan.description
+
+
+def test_an_invalid_first_request_is_an_error_for_a_retry(ecr: Any) -> None:
+    stubber = Stubber(ecr)
+    stubber.add_client_error("describe_image_scan_findings", "InvalidParameterException", "bad")
+    with stubber, pytest.raises(Exception, match="InvalidParameterException"):
+        EcrImages(ecr).scan(REPO, DIGEST)
 
 
 def test_paging_stops_at_the_page_limit(ecr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,20 +308,32 @@ def test_add_tag_reputs_the_exact_manifest_and_media_type(ecr: Any) -> None:
 
 
 def test_add_tag_twice_is_idempotent(ecr: Any) -> None:
+    # Given the image already carries the tag (a retry, or the echo of our own write)
     stubber = Stubber(ecr)
     stubber.add_response("batch_get_image", IMAGE)
     stubber.add_client_error("put_image", "ImageAlreadyExistsException", "already")
+    stubber.add_response("describe_images", {"imageDetails": [
+        {"imageDigest": DIGEST, "imageTags": ["approved-9b9b9b9b9b9b"]}]},
+        {"repositoryName": REPO, "imageIds": [{"imageTag": "approved-9b9b9b9b9b9b"}]})
+    # When tagged again, Then nothing changes and it says so
     with stubber:
         assert EcrImages(ecr).add_tag(REPO, DIGEST, "approved-9b9b9b9b9b9b") is False
 
 
-def test_add_tag_held_by_another_image_on_immutable_repository_is_an_error(ecr: Any) -> None:
-    # AWS's own code for an IMMUTABLE collision (moto raises ImageAlreadyExists instead)
+@pytest.mark.parametrize("code", ["ImageTagAlreadyExistsException",  # AWS, IMMUTABLE
+                                  "ImageAlreadyExistsException"])  # moto, IMMUTABLE
+def test_add_tag_held_by_another_image_names_that_image(ecr: Any, code: str) -> None:
+    # Given the tag is on another image of an IMMUTABLE repository (a forged marker)
+    other = "sha256:" + "7" * 64
     stubber = Stubber(ecr)
     stubber.add_response("batch_get_image", IMAGE)
-    stubber.add_client_error("put_image", "ImageTagAlreadyExistsException", "immutable")
-    with stubber, pytest.raises(Exception, match="ImageTagAlreadyExistsException"):
+    stubber.add_client_error("put_image", code, "immutable")
+    stubber.add_response("describe_images", {"imageDetails": [
+        {"imageDigest": other, "imageTags": ["approved-9b9b9b9b9b9b"]}]})
+    # When tagged, Then the error names the image holding it, for the reconciler to reclaim
+    with stubber, pytest.raises(TagTaken) as taken:
         EcrImages(ecr).add_tag(REPO, DIGEST, "approved-9b9b9b9b9b9b")
+    assert (taken.value.tag, taken.value.holder) == ("approved-9b9b9b9b9b9b", other)
 
 
 def test_add_tag_on_vanished_image_reports_image_gone(ecr: Any) -> None:

@@ -24,6 +24,7 @@ from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
 from gatekeeper.observability import logger
+from gatekeeper.service import lease
 from tests.faults import (
     INTERNAL,
     SNS_THROTTLED,
@@ -100,6 +101,10 @@ def rig(world: World, context: Any, monkeypatch: pytest.MonkeyPatch, quiet: None
         made.append(injector)
         runtime.gatekeeper.cache_clear()  # clients copy the session's handlers when created
         bus = EventBus({"push": on_push, "scan": on_scan}, injector, context, retries=retries)
+        # A held lease fails the invocation at once (its retry comes minutes later, on the
+        # bus's clock), rather than waiting in-process.
+        monkeypatch.setattr(lease, "_wall", bus.wall)
+        monkeypatch.setenv("GATEKEEPER_LEASE_WAIT_SECONDS", "0")
 
         def echo(call: Call) -> None:
             # ECR sends a PUSH event for every tag written, the gatekeeper's markers included.
@@ -277,7 +282,7 @@ def audit(rig: Rig, images: list[Image]) -> Audit:
         assert record is not None, where
         assert (record.state, record.settled, record.gone) == (image.expected, True, False), where
         assert record.marker == marker(image.expected, image.digest), where
-        assert record.stale_markers == (), where
+        assert record.lease_owner is None, where  # every lease released
         assert world.image_exists(image.repo, image.digest), where
         # carrying exactly its marker beside its user's tags,
         assert world.tags(image.repo, image.digest) == sorted(
@@ -489,8 +494,8 @@ def flipped_once(setup: Rig, repo: str, digest: str) -> str | None:
     if tags != sorted(["v1", marker("QUARANTINED", digest)]):
         return f"tags {tags}"
     record = world.gatekeeper().store.get(repo, digest)
-    if record is None or (record.state, record.settled, record.stale_markers) != (
-            "QUARANTINED", True, ()):
+    if record is None or (record.state, record.settled, record.lease_owner) != (
+            "QUARANTINED", True, None):
         return f"record {record}"
     world.notifications()
     verdicts = [n["MessageAttributes"]["verdict"]["Value"] for n in world.seen
@@ -614,9 +619,13 @@ def test_settle_failing_after_publish_repeats_the_notice_under_the_same_verdict_
     setup.bus.send("scan", event)
     setup.bus.drain()
 
-    # Then the retry finished the change; its notice went out twice, under one verdict_id
-    assert [bool(o.error) for o in setup.bus.outcomes[1:] if o.delivery.handler == "scan"] == [
-        True, False]
+    # Then the failed holder could not release the image's lease either: the first retry,
+    # a minute later, finds it held and fails (LeaseBusy, nothing done); the second, after
+    # the lease expired, takes it over and finishes the change. Its notice went out twice,
+    # under one verdict_id
+    scans = [o.error for o in setup.bus.outcomes[1:] if o.delivery.handler == "scan"]
+    assert [bool(e) for e in scans] == [True, True, False]
+    assert scans[1] is not None and scans[1].startswith("LeaseBusy")
     assert list(notices_by_verdict_id(setup, repo).values())[-1] == [
         "QUARANTINED", "QUARANTINED"]
     assert_at_least_once_one_id_per_change(setup, repo)
@@ -665,11 +674,13 @@ def test_an_unannounced_verdict_superseded_before_its_redelivery_is_announced_fi
     history = world.gatekeeper().store.history(repo, digest)
     assert [h.state for h in reversed(history)] == ["QUARANTINED", "APPROVED"]
     notes = world.notifications()
+    approval = world.gatekeeper().store.get(repo, digest)
+    assert approval is not None and approval.verdict_revision > 1
     assert [(n["MessageAttributes"]["previous_verdict"]["Value"],
              n["MessageAttributes"]["verdict"]["Value"],
              n["MessageAttributes"]["verdict_id"]["Value"]) for n in notes] == [
         ("NONE", "QUARANTINED", f"{digest[7:19]}-1"),
-        ("QUARANTINED", "APPROVED", f"{digest[7:19]}-2")]
+        ("QUARANTINED", "APPROVED", f"{digest[7:19]}-{approval.verdict_revision}")]
     assert "CRITICAL: 1 finding over the limit of 0 (CVE-2023-4863)" in notes[0]["Message"]
 
 

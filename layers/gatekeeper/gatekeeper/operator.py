@@ -297,7 +297,9 @@ def _record_document(record: ImageRecord, tags: list[str]) -> dict[str, Any]:
         "reasons": list(record.reasons),
         "marker": record.marker,
         "marker_on_image": record.marker in tags if record.marker else None,
-        "stale_markers": list(record.stale_markers),
+        "lease": ({"owner": record.lease_owner, "until": record.lease_until}
+                  if record.lease_owner else None),
+        "policy_order": record.policy_order,
         "policy_version": record.policy_version,
         "matched_rule": record.matched_rule,
         "scan_status": record.scan_status,
@@ -354,8 +356,9 @@ def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
         f"  decided at:  {record.decided_at or '-'} (trigger {record.trigger or '-'})",
         f"  review at:   {record.review_at or '-'}",
     ]
-    if record.stale_markers:
-        lines.append(f"  stale:       {', '.join(record.stale_markers)} (still to remove)")
+    if record.lease_owner:
+        lines.append(f"  lease:       held by {record.lease_owner} until "
+                     f"{datetime.fromtimestamp(record.lease_until, UTC).isoformat()}")
     lines.append("  reasons:" if record.reasons else "  reasons:     -")
     lines += [f"    - {reason}" for reason in record.reasons]
     lines.append(f"history ({len(history)}, newest first):")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
@@ -15,7 +15,7 @@ from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import Config, ConfigError
-from gatekeeper.service import Gatekeeper
+from gatekeeper.service import Gatekeeper, Leases
 
 # Standard retry mode absorbs throttling; shared by the functions and the operator CLI.
 BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
@@ -29,16 +29,25 @@ def now() -> datetime:
 
 def build(config: Config, session: boto3.session.Session | None = None) -> Gatekeeper:
     session = session or boto3.session.Session()
+    store = verdict_store(config, session)
     return Gatekeeper(
         images=EcrImages(session.client("ecr", config=BOTO_CONFIG)),
-        store=VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+        store=store,
         notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
         policies=S3PolicySource(session.client("s3", config=BOTO_CONFIG), config.policy_bucket,
                                 config.policy_key, config.policy_cache_seconds),
         markers=config.markers,
         clock=lambda: now(),
         start_scans=config.start_scans,
+        leases=Leases(store, config.lease_seconds, config.lease_wait_seconds),
     )
+
+
+def verdict_store(config: Config, session: boto3.session.Session) -> VerdictStore:
+    retention = (timedelta(days=config.history_retention_days)
+                 if config.history_retention_days else None)
+    return VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name,
+                        retention)
 
 
 @cache
@@ -62,7 +71,7 @@ def sweeper() -> SweeperDeps:
         raise ConfigError("GATEKEEPER_REEVALUATION_QUEUE_URL is not set")
     session = boto3.session.Session()
     return SweeperDeps(
-        VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+        verdict_store(config, session),
         ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
                           config.reevaluation_queue_url),
         config,

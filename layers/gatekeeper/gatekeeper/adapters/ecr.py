@@ -51,6 +51,15 @@ class UnsafeUntag(Exception):
     """Removing this tag would delete the image or touch a tag on another image."""
 
 
+class TagTaken(Exception):
+    """The tag is on another image of the repository (which must give it up first)."""
+
+    def __init__(self, tag: str, holder: str) -> None:
+        super().__init__(f"{tag} is on {holder}")
+        self.tag = tag
+        self.holder = holder
+
+
 @dataclass(frozen=True)
 class ScanResult:
     status: str
@@ -126,8 +135,9 @@ class EcrImages:
 
         A finished scan whose findings could not all be read comes back FINDINGS_INCOMPLETE,
         its description saying why: findings that disagree with the severity counts, a
-        severity AWS does not define, no scan status, a token seen twice or more than
-        MAX_PAGES pages (paging stops there: it never loops). A failed scan keeps its state.
+        severity AWS does not define, no scan status, a token seen twice, a token ECR refuses,
+        or more than MAX_PAGES pages (paging stops there: it never loops). A failed scan keeps
+        its state.
         """
         reader = FindingsReader()
         kwargs: dict[str, Any] = {
@@ -145,6 +155,12 @@ class EcrImages:
                     return None
                 if _code(err) in _GONE:
                     raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+                if reader.pages and _code(err) == "InvalidParameterException":
+                    # ECR refuses the token its own previous page returned: the rest of the
+                    # findings cannot be read (a retry would be refused the same way)
+                    reader.note(f"DescribeImageScanFindings refused the token of page "
+                                f"{reader.pages} (InvalidParameterException); paging stopped")
+                    break
                 raise
             first = first or page
             reader.add(page.get("imageScanFindings"))
@@ -197,14 +213,44 @@ class EcrImages:
             self._ecr.put_image(**request)
         except ClientError as err:
             # ImageAlreadyExists: this digest has this tag already (a retry, or the echo of
-            # our own write). ImageTagAlreadyExists (IMMUTABLE repositories) is not caught:
-            # the tag is on another image, which only a forged marker can cause.
-            if _code(err) == "ImageAlreadyExistsException":
-                return False
+            # our own write); ImageTagAlreadyExists (AWS, IMMUTABLE repositories; moto says
+            # ImageAlreadyExists there too): the tag may be on another image. Ask which.
+            if _code(err) in ("ImageAlreadyExistsException", "ImageTagAlreadyExistsException"):
+                holder = self.holder(repository, tag)
+                if holder is None or holder == digest:
+                    return False
+                raise TagTaken(tag, holder) from err
             if _code(err) in _GONE:
                 raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
             raise
         return True
+
+    def holder(self, repository: str, tag: str) -> str | None:
+        """The digest of the image carrying ``tag`` now; None when no image has it."""
+        try:
+            described = self._ecr.describe_images(repositoryName=repository,
+                                                  imageIds=[{"imageTag": tag}])
+        except ClientError as err:
+            if _code(err) == "ImageNotFoundException":
+                return None
+            if _code(err) == "RepositoryNotFoundException":
+                raise ImageGone(f"{repository}: {_code(err)}") from err
+            raise
+        details = described.get("imageDetails") or []
+        return str(details[0]["imageDigest"]) if details else None
+
+    def remove_tags(self, repository: str, digest: str, tags: list[str]) -> list[str]:
+        """Remove these tags, which the caller has just read on this image, in one call;
+        returns those removed. Refuses (UnsafeUntag) to remove every tag the image has read
+        now (ECR deletes an image whose last tag is removed): the caller's plan keeps one."""
+        if not tags:
+            return []
+        response = self._ecr.batch_delete_image(
+            repositoryName=repository, imageIds=[{"imageTag": tag} for tag in tags])
+        for failure in response.get("failures") or []:
+            if failure.get("failureCode") not in ("ImageNotFound", "ImageTagDoesNotMatchDigest"):
+                raise UnsafeUntag(f"untag failed: {failure.get('failureReason')}")
+        return [str(i["imageTag"]) for i in response.get("imageIds") or () if i.get("imageTag")]
 
     def remove_tag(self, repository: str, digest: str, tag: str) -> bool:
         """Remove ``tag`` from this image only; False when it was not there.
@@ -212,18 +258,34 @@ class EcrImages:
         Refuses (UnsafeUntag) when the tag is the image's last one, since ECR deletes an image
         whose last tag is removed.
         """
-        tags = self._details(repository, digest).get("imageTags") or []
+        tags = self.observe(repository, digest)
         if tag not in tags:
             return False
         if len(tags) < 2:
             raise UnsafeUntag(f"{tag} is the last tag of {repository}@{digest}")
-        response = self._ecr.batch_delete_image(
-            repositoryName=repository, imageIds=[{"imageTag": tag}]
-        )
-        for failure in response.get("failures") or []:
-            if failure.get("failureCode") != "ImageNotFound":
-                raise UnsafeUntag(f"untag {tag} failed: {failure.get('failureReason')}")
-        return bool(response.get("imageIds"))
+        return bool(self.remove_tags(repository, digest, [tag]))
+
+    def find(self, repository: str, prefix: str) -> list[str]:
+        """The digests in the repository whose hex starts with ``prefix`` (ListImages, every
+        page): the images a marker naming that prefix belongs to."""
+        found: list[str] = []
+        kwargs: dict[str, Any] = {"repositoryName": repository, "maxResults": 1000}
+        for _ in range(1000):
+            try:
+                page = self._ecr.list_images(**kwargs)
+            except ClientError as err:
+                if _code(err) in _GONE:
+                    return found
+                raise
+            for image in page.get("imageIds") or ():
+                digest = str(image.get("imageDigest") or "")
+                if digest.split(":", 1)[-1].startswith(prefix) and digest not in found:
+                    found.append(digest)
+            token = page.get("nextToken")
+            if not token or token == kwargs.get("nextToken"):
+                break
+            kwargs["nextToken"] = token
+        return found
 
     def set_storage_class(self, repository: str, digest: str, storage_class: str) -> bool:
         """ARCHIVE (pulls fail) or STANDARD (restore); False when ECR cannot do it for this
@@ -264,9 +326,13 @@ class EcrImages:
             found.append(Platform(str(entry["digest"]), name or "unknown"))
         return found
 
+    def observe(self, repository: str, digest: str) -> list[str]:
+        """The image's tags now (DescribeImages); ImageGone when it no longer exists."""
+        return sorted(self._details(repository, digest).get("imageTags") or [])
+
     def tags(self, repository: str, digest: str) -> list[str]:
         """The image's tags now; none when it no longer exists."""
         try:
-            return sorted(self._details(repository, digest).get("imageTags") or [])
+            return self.observe(repository, digest)
         except ImageGone:
             return []

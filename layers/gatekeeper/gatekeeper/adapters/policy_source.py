@@ -1,16 +1,22 @@
 """The published policy: a versioned S3 object, cached briefly per container.
 
-The S3 version id is the policy version every verdict records. With no object published yet
-the built-in strict policy applies (fail closed). A published object that does not validate
+The S3 version id is the policy version every verdict records, and the object's LastModified
+its order (S3 sets it; nobody can write an older one). With no object published yet the
+built-in strict policy applies (fail closed). A published object that does not validate
 raises PolicyError: the event then fails and lands in the dead-letter queue for replay once
 the policy is fixed, rather than being judged by a policy nobody wrote.
+
+The cache is cheap to keep fresh: past its age the object is read again only if its ETag
+changed (a conditional GET answering 304 costs no transfer and no parse).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,29 +39,54 @@ class S3PolicySource:
         self._max_age = max_age_seconds
         self._clock = clock
         self._cached: tuple[float, Policy] | None = None
+        self._etag: str | None = None
+        self.reads = 0  # GetObject calls, and how many of them found the object unchanged
+        self.unchanged = 0
 
     def get(self) -> Policy:
         now = self._clock()
         if self._cached and now - self._cached[0] < self._max_age:
             return self._cached[1]
-        policy = self._load()
+        policy = self._load(self._cached[1] if self._cached else None)
         self._cached = (now, policy)
         return policy
 
     def refresh(self) -> Policy:
-        """Read the object now, whatever the cache holds (a new version was just published)."""
-        self._cached = None
-        return self.get()
+        """Read the object now, whatever the cache's age (a new version was just published, or
+        a verdict names a version this container has not seen)."""
+        previous = self._cached[1] if self._cached else None
+        policy = self._load(previous)
+        self._cached = (self._clock(), policy)
+        return policy
 
-    def _load(self) -> Policy:
+    def _load(self, cached: Policy | None) -> Policy:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
+        if cached is not None and self._etag:
+            request["IfNoneMatch"] = self._etag
+        self.reads += 1
         try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=self._key)
+            response = self._s3.get_object(**request)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            code = str(err.response.get("Error", {}).get("Code"))
+            if code in ("304", "NotModified") and cached is not None:
+                self.unchanged += 1
+                return cached
+            if code in ("NoSuchKey", "404"):
+                self._etag = None
                 return BUILTIN_POLICY
             raise
         body = response["Body"].read()
         version = response.get("VersionId")
         if not version or version == "null":
             version = "sha256:" + hashlib.sha256(body).hexdigest()[:12]
-        return parse_policy(body, source=f"s3://{self._bucket}/{self._key}", version=version)
+        policy = parse_policy(body, source=f"s3://{self._bucket}/{self._key}", version=version)
+        self._etag = response.get("ETag")
+        return dataclasses.replace(policy, order=_order(response.get("LastModified")))
+
+
+def _order(last_modified: Any) -> str:
+    """The publication instant as a sortable string (UTC, seconds)."""
+    if not isinstance(last_modified, datetime):
+        return ""
+    stamp = last_modified if last_modified.tzinfo else last_modified.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

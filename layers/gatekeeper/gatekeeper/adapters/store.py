@@ -1,9 +1,16 @@
 """DynamoDB: one item per image holding its current verdict and the state of its side effects.
 
 Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``; beside it one history item
-per verdict change, ``sk = H#<decided_at>#<revision>``, written in the same transaction.
+per verdict change, ``sk = H#<decided_at>#<revision>``, written in the same transaction and
+expiring (``expires_at``, DynamoDB TTL) after the retention the stack sets.
 Every write is conditional on the revision read before it (optimistic locking), so two
-deliveries of the same event racing each other cannot both commit a change.
+deliveries of the same event racing each other cannot both commit a change. The record also
+carries the image's lease (``lease_owner``, ``lease_until``): the one writer allowed to change
+the image's tags, storage class and notices until it settles (see gatekeeper.service.lease).
+
+Every item is bounded whatever happens: tags are the image's own (capped, with a count of the
+rest), and an item that would still come near DynamoDB's 400 KB limit has its reasons
+shortened rather than failing every event for that image forever.
 
 Verdict changes held for the periodic digest: ``pk = DIGEST``, ``sk = <decided_at>#<verdict
 id>`` (a redelivery writes the same item again), deleted once the digest is published.
@@ -14,6 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -23,6 +32,9 @@ PENDING = "PENDING"
 _DIGEST = "DIGEST"
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
+MAX_TAGS = 100  # tags kept on a record (notices name them); the rest are counted
+MAX_ITEM_BYTES = 300_000  # well below DynamoDB's 400 KB item limit
+MAX_REASON_CHARS = 2_000
 
 
 class Conflict(Exception):
@@ -37,7 +49,6 @@ class ImageRecord:
     revision: int = 0
     tags: tuple[str, ...] = ()
     marker: str | None = None  # the marker tag this verdict wants on the image
-    stale_markers: tuple[str, ...] = ()  # markers of earlier verdicts still to remove
     settled: bool = True  # tags and notification done for this verdict
     reasons: tuple[str, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
@@ -55,6 +66,20 @@ class ImageRecord:
     previous_state: str | None = None  # the verdict before this one (for a retried notice)
     archived: bool = False  # moved to the ARCHIVE storage class by the gatekeeper
     platforms: tuple[tuple[str, str], ...] = ()  # an image index: (digest, platform) pairs
+    policy_order: str | None = None  # when the judging policy was published (newest wins)
+    tags_omitted: int = 0  # the image's tags beyond MAX_TAGS, not kept
+    verdict_revision: int = 0  # the revision that committed this verdict (its verdict_id)
+    lease_owner: str | None = None  # the writer holding the image (None: free)
+    lease_until: float = 0.0  # epoch seconds; a lease past it may be taken over
+
+    def leased_by_other(self, owner: str, now: float) -> bool:
+        """Another writer holds this image's lease and it has not expired."""
+        return bool(self.lease_owner) and self.lease_owner != owner and self.lease_until > now
+
+    @property
+    def verdict_id_revision(self) -> int:
+        """The revision a notice of this verdict names (older items: the record's own)."""
+        return self.verdict_revision or self.revision
 
     @property
     def judged(self) -> bool:
@@ -77,7 +102,6 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         "state": record.state,
         "revision": record.revision,
         "tags": list(record.tags),
-        "stale_markers": list(record.stale_markers),
         "settled": record.settled,
         "reasons": list(record.reasons),
         "counts": dict(record.counts),
@@ -85,15 +109,47 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         "archived": record.archived,
         "platforms": [list(p) for p in record.platforms],
     }
+    if record.tags_omitted:
+        plain["tags_omitted"] = record.tags_omitted
+    if record.verdict_revision:
+        plain["verdict_revision"] = record.verdict_revision
+    if record.lease_owner:
+        plain["lease_owner"] = record.lease_owner
+        plain["lease_until"] = Decimal(str(round(record.lease_until, 3)))
     for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
                  "scan_completed_at", "decided_at", "trigger", "review_at", "created_at",
-                 "previous_state"):
+                 "previous_state", "policy_order"):
         value = getattr(record, name)
         if value is not None:
             plain[name] = value
     item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
     item.update(_key(record.repository, record.digest))
     return item
+
+
+def bounded(record: ImageRecord) -> ImageRecord:
+    """The record as it can always be stored: at most MAX_TAGS tags (the rest counted), each
+    reason at most MAX_REASON_CHARS, and reasons dropped from the end (with a note saying how
+    many) while the item would exceed MAX_ITEM_BYTES."""
+    if len(record.tags) > MAX_TAGS:
+        record = replace(record, tags=record.tags[:MAX_TAGS],
+                         tags_omitted=record.tags_omitted + len(record.tags) - MAX_TAGS)
+    reasons = tuple(r if len(r) <= MAX_REASON_CHARS else r[:MAX_REASON_CHARS - 1] + "…"
+                    for r in record.reasons)
+    record = replace(record, reasons=reasons)
+    dropped = 0
+    while _size(record) > MAX_ITEM_BYTES and len(reasons) > 1:
+        dropped += max(1, len(reasons) // 4)
+        reasons = record.reasons[:len(record.reasons) - dropped]
+        reasons = (*reasons, f"... {dropped} more reason(s) not kept")
+        record = replace(record, reasons=reasons)
+    return record
+
+
+def _size(record: ImageRecord) -> int:
+    """An upper bound of the item's stored size (names and values as JSON text)."""
+    return len(json.dumps({k: _DESERIALIZER.deserialize(v) for k, v in _to_item(record).items()},
+                          default=str))
 
 
 def _from_item(item: dict[str, Any]) -> ImageRecord:
@@ -105,7 +161,6 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         revision=int(plain.get("revision", 0)),
         tags=tuple(plain.get("tags") or ()),
         marker=plain.get("marker"),
-        stale_markers=tuple(plain.get("stale_markers") or ()),
         settled=bool(plain.get("settled", True)),
         reasons=tuple(plain.get("reasons") or ()),
         counts={k: int(v) for k, v in (plain.get("counts") or {}).items()},
@@ -122,6 +177,11 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         previous_state=plain.get("previous_state"),
         archived=bool(plain.get("archived", False)),
         platforms=tuple((str(d), str(p)) for d, p in plain.get("platforms") or ()),
+        policy_order=plain.get("policy_order"),
+        tags_omitted=int(plain.get("tags_omitted", 0)),
+        verdict_revision=int(plain.get("verdict_revision", 0)),
+        lease_owner=plain.get("lease_owner"),
+        lease_until=float(plain.get("lease_until", 0)),
     )
 
 
@@ -139,9 +199,12 @@ class HistoryEntry:
     marker: str | None = None
     revision: int = 0
 
-    def item(self, repository: str, digest: str) -> dict[str, Any]:
-        plain = {k: v for k, v in self.__dict__.items() if v is not None}
-        plain["reasons"] = list(self.reasons)
+    def item(self, repository: str, digest: str, expires_at: int | None = None
+             ) -> dict[str, Any]:
+        plain: dict[str, Any] = {k: v for k, v in self.__dict__.items() if v is not None}
+        plain["reasons"] = [r[:MAX_REASON_CHARS] for r in self.reasons[:50]]
+        if expires_at is not None:
+            plain["expires_at"] = expires_at
         item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
         item["pk"] = {"S": f"IMAGE#{repository}@{digest}"}
         item["sk"] = {"S": f"H#{self.decided_at}#{self.revision:08d}"}
@@ -159,9 +222,21 @@ class HistoryEntry:
 
 
 class VerdictStore:
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str,
+                 history_retention: timedelta | None = None) -> None:
         self._ddb = client
         self._table = table_name
+        self._retention = history_retention
+
+    def _expires_at(self, decided_at: str) -> int | None:
+        """When a history item written at ``decided_at`` expires (TTL, epoch seconds)."""
+        if self._retention is None:
+            return None
+        try:
+            written = datetime.fromisoformat(decided_at)
+        except ValueError:
+            return None
+        return int((written + self._retention).timestamp())
 
     def get(self, repository: str, digest: str) -> ImageRecord | None:
         response = self._ddb.get_item(
@@ -174,7 +249,7 @@ class VerdictStore:
             history: HistoryEntry | None = None) -> ImageRecord:
         """Write ``record`` as the next revision (and ``history`` beside it, atomically);
         Conflict if the item moved on meanwhile. ``expected_revision`` None: must be new."""
-        new = replace(record, revision=(expected_revision or 0) + 1)
+        new = bounded(replace(record, revision=(expected_revision or 0) + 1))
         if expected_revision is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -190,7 +265,8 @@ class VerdictStore:
                 self._ddb.transact_write_items(TransactItems=[
                     {"Put": {"TableName": self._table, "Item": _to_item(new), **condition}},
                     {"Put": {"TableName": self._table,
-                             "Item": entry.item(record.repository, record.digest)}},
+                             "Item": entry.item(record.repository, record.digest,
+                                                self._expires_at(entry.decided_at))}},
                 ])
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")

@@ -143,6 +143,9 @@ class Policy:
     expiring_window_days: int = 14
     version: str = "builtin"
     notifications: Notifications = field(default_factory=Notifications)
+    # When this version was published ("" for the built-in policy): verdicts are never
+    # committed with a policy older than the one behind the stored verdict.
+    order: str = ""
     _by_repository: dict[str, list[PolicyException]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 

@@ -1,0 +1,63 @@
+"""Announce: tell subscribers of verdict changes (at once or in the digest) and of forged
+markers. Called by the lease holder, so an image's notices go out in verdict order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gatekeeper.adapters.store import ImageRecord
+from gatekeeper.domain.events import ImageEvent
+from gatekeeper.domain.notification import (
+    ImageRef,
+    digest_entry,
+    forgery_notification,
+    verdict_notification,
+)
+from gatekeeper.domain.policy import Notifications
+from gatekeeper.domain.verdict import Verdict
+from gatekeeper.observability import logger
+from gatekeeper.service.ports import Notifier, Store
+
+
+class Announcer:
+    def __init__(self, notifier: Notifier, store: Store, now: Callable[[], str]) -> None:
+        self.notifier = notifier
+        self.store = store
+        self.now = now
+
+    def verdict(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
+                previous: str | None, marker: str | None, tags: tuple[str, ...],
+                settings: Notifications, trigger: str | None = None) -> bool:
+        """Publish the change now, or hold it for the digest (as the policy that judged it
+        says); True when published. Its verdict_id names the committed revision, so a
+        repeat of this notice carries the same id."""
+        repo, digest = event.repository, event.digest
+        trigger = trigger or event.cause
+        channel = settings.channel_for(repo)
+        image = ImageRef(repo, digest, tags, event.account, event.region)
+        verdict_id = f"{digest[7:19]}-{committed.verdict_id_revision}"
+        time = committed.decided_at or self.now()
+        if settings.digested(verdict.outcome):
+            self.store.hold(f"{time}#{verdict_id}", digest_entry(
+                image, verdict, previous=previous, trigger=trigger, tags=tags,
+                verdict_id=verdict_id, time=time), channel)
+            logger.info("verdict held for the digest", repository=repo, digest=digest,
+                        verdict=verdict.outcome, channel=channel)
+            return False
+        message_id = self.notifier.publish(verdict_notification(
+            image, verdict, previous=previous, marker=marker, trigger=trigger, tags=tags,
+            verdict_id=verdict_id, channel=channel, time=time))
+        logger.info("verdict notified", repository=repo, digest=digest,
+                    verdict=verdict.outcome, message_id=message_id, channel=channel)
+        return True
+
+    def forgery(self, event: ImageEvent, tag: str, *, removed: bool, verdict: str | None,
+                tags: tuple[str, ...], settings: Notifications) -> None:
+        """A security alert: a marker the gatekeeper did not write was on the image."""
+        repo, digest = event.repository, event.digest
+        logger.warning("forged marker undone" if removed else "forged marker kept",
+                       repository=repo, digest=digest, tag=tag, removed=removed,
+                       recorded_verdict=verdict)
+        self.notifier.publish(forgery_notification(
+            ImageRef(repo, digest, tags, event.account, event.region), tag, removed=removed,
+            verdict=verdict, time=self.now(), channel=settings.channel_for(repo)))
