@@ -242,9 +242,13 @@ class Gatekeeper:
             logger.info("verdict committed", repository=repo, digest=digest,
                         verdict=str(verdict.outcome), previous=prior,
                         reasons=list(verdict.reasons), policy_version=verdict.policy_version)
+        # A contradicting marker the gatekeeper did not write is a forgery, however it was
+        # found (its own push event, or this judgement's look at the image).
+        ours = record.marker if record is not None else None
+        found = tuple(t for t in (*tag_plan.remove, *tag_plan.kept) if t != ours)
         return self._converge(event, committed, verdict, actual, write, owner, changed=changed,
                               settings=settings, earlier=earlier, previous=previous,
-                              forged=forged, depth=depth)
+                              forged=tuple(dict.fromkeys((*forged, *found))), depth=depth)
 
     def _converge(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
                   actual: list[str], write: bool, owner: str, *, changed: bool,
