@@ -316,8 +316,9 @@ def test_enhanced_findings(capsys: Any, strict: str, name: str, expected: int,
 
 
 def test_enhanced_exploit_blocks_whatever_its_severity(capsys: Any, tmp_path: Path) -> None:
+    # Given a policy whose limits allow the CRITICAL finding, but not a known exploit
     policy = write(tmp_path / "policy.yaml", "version: 1\ndefault:\n"
-                   "  block_if_exploit_available: true\n")
+                   "  max_findings: {CRITICAL: 5}\n  block_if_exploit_available: true\n")
     code, document = evaluate_json(capsys, "--findings", sample("enhanced-critical-exploit"),
                                    "--repository", "team-a/web", "--policy", policy)
     assert code == 1
