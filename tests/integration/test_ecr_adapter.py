@@ -541,3 +541,12 @@ def test_a_deleted_repository_is_answered_image_gone_by_the_handlers(
     assert result["status"] == "image-gone"
     assert "RepositoryNotFoundException" in result["reason"]
     assert world.notifications() == []
+
+
+def test_removing_tags_from_a_deleted_repository_reports_image_gone(ecr: Any) -> None:
+    # Given the repository was deleted meanwhile
+    stubber = Stubber(ecr)
+    stubber.add_client_error("batch_delete_image", "RepositoryNotFoundException", "gone")
+    # When a contradicting marker is removed, Then the image is gone (no retry, no DLQ)
+    with stubber, pytest.raises(ImageGone):
+        EcrImages(ecr).remove_tags(REPO, DIGEST, ["approved-9b9b9b9b9b9b"])

@@ -245,8 +245,13 @@ class EcrImages:
         now (ECR deletes an image whose last tag is removed): the caller's plan keeps one."""
         if not tags:
             return []
-        response = self._ecr.batch_delete_image(
-            repositoryName=repository, imageIds=[{"imageTag": tag} for tag in tags])
+        try:
+            response = self._ecr.batch_delete_image(
+                repositoryName=repository, imageIds=[{"imageTag": tag} for tag in tags])
+        except ClientError as err:
+            if _code(err) in _GONE:
+                raise ImageGone(f"{repository}@{digest}: {_code(err)}") from err
+            raise
         for failure in response.get("failures") or []:
             if failure.get("failureCode") not in ("ImageNotFound", "ImageTagDoesNotMatchDigest"):
                 raise UnsafeUntag(f"untag failed: {failure.get('failureReason')}")
