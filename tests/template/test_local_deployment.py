@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
@@ -372,3 +373,29 @@ def test_loading_the_template_leaves_yaml_safe_load_strict() -> None:
     # Then plain safe_load still rejects CloudFormation tags (nothing global was changed)
     with pytest.raises(yaml.constructor.ConstructorError):
         yaml.safe_load("value: !Ref Thing")
+
+
+def test_the_stacks_roles_fall_under_the_table_policys_writers_and_nobody_else(
+        deployment: LocalDeployment) -> None:
+    # Given the deployed roles (moto keeps their path; it does not enforce resource policies)
+    # and the principal pattern the verdict table's resource policy lets write
+    cfn = deployment.cfn
+    (statement,) = (cfn["Resources"]["VerdictTable"]["Properties"]["ResourcePolicy"]
+                    ["PolicyDocument"]["Statement"])
+    pattern = (statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Sub"]
+               .replace("${AWS::Partition}", "aws")
+               .replace("${AWS::AccountId}", "123456789012")
+               .replace("${AWS::StackName}", deployment.stack_name))
+    iam = client("iam")
+    roles = [iam.get_role(RoleName=deployment.physical_ids[f"{f}Role"])["Role"]["Arn"]
+             for f in FUNCTIONS]
+    # Then every function's role ARN (which is aws:PrincipalArn for its sessions) matches it
+    assert all(fnmatch.fnmatchcase(arn, pattern) for arn in roles), (pattern, roles)
+    # and a role of the account outside the path, or another stack's, does not
+    for other in ("arn:aws:iam::123456789012:role/admin",
+                  "arn:aws:iam::123456789012:role/ecr-scan-gatekeeper/admin",
+                  f"arn:aws:iam::123456789012:role/ecr-scan-gatekeeper/{deployment.stack_name}"
+                  "-dev/x",
+                  f"arn:aws:iam::210987654321:role/ecr-scan-gatekeeper/{deployment.stack_name}"
+                  "/x"):
+        assert not fnmatch.fnmatchcase(other, pattern), other

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from samtranslator.model.exceptions import InvalidDocumentException
 
+from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.domain.markers import RESERVED_WORDS, MarkerScheme
 from gatekeeper.local.stack import load_sam_template, transform_template
 from tests.template.conftest import REGION, TEMPLATE
@@ -21,6 +22,7 @@ from tests.template.conftest import REGION, TEMPLATE
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 QUEUE_ARN = {"Fn::GetAtt": ["ReevaluationQueue", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["VerdictTable", "Arn"]}
+DIGEST_KEY = "DIGEST"  # partition key of the verdict changes held for the digest
 FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "SweeperFunction")
 # Invoked asynchronously by EventBridge rules: a failed event ends in the DLQ through the
 # function's EventInvokeConfig. OnReevaluateFunction is invoked synchronously by the SQS
@@ -74,6 +76,8 @@ def policy_statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
         documents = [p["PolicyDocument"] for p in properties.get("Policies", [])]
         if "PolicyDocument" in properties:
             documents.append(properties["PolicyDocument"])
+        if "ResourcePolicy" in properties:  # a DynamoDB table's
+            documents.append(properties["ResourcePolicy"]["PolicyDocument"])
         for document in documents:
             for statement in as_list(document["Statement"]):
                 yield logical_id, statement
@@ -413,12 +417,93 @@ def test_policy_bucket_sends_its_events_to_eventbridge(cfn: dict[str, Any]) -> N
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
 
 
-def test_policy_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
+def bucket_statements(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
     (policy,) = of_type(cfn, "AWS::S3::BucketPolicy").values()
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert policy["Properties"]["Bucket"] == {"Ref": "PolicyBucket"}
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_policy_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
+    statement = bucket_statements(cfn)["DenyInsecureTransport"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_only_the_named_publishers_may_write_the_policy(cfn: dict[str, Any]) -> None:
+    # Given the bucket policy; Then whoever IAM lets write (s3:* on *), every principal but
+    # the publishers is refused writing, overwriting or deleting a policy object, or deleting
+    # a version (which would make an older, perhaps laxer, version current again)
+    statements = bucket_statements(cfn)
+    assert set(statements) == {"DenyInsecureTransport", "OnlyPublishersWritePolicies"}
+    statement = statements["OnlyPublishersWritePolicies"]
+    assert (statement["Effect"], statement["Principal"]) == ("Deny", "*")
+    assert set(statement["Action"]) == {"s3:PutObject", "s3:DeleteObject",
+                                        "s3:DeleteObjectVersion", "s3:ReplicateObject",
+                                        "s3:ReplicateDelete"}
+    assert statement["Resource"] == {"Fn::Sub": "${PolicyBucket.Arn}/*"}
+    # With publishers named, they are the exception; with none, nobody is (no condition)
+    assert statement["Condition"] == {"Fn::If": [
+        "HasPolicyPublishers",
+        {"ArnNotLike": {"aws:PrincipalArn": {"Ref": "PolicyPublisherArns"}}},
+        {"Ref": "AWS::NoValue"}]}
+    assert cfn["Conditions"]["HasPolicyPublishers"] == {"Fn::Not": [{"Fn::Equals": [
+        {"Fn::Join": ["", {"Ref": "PolicyPublisherArns"}]}, ""]}]}
+    # and the bucket's own management (its policy, its settings) is left to IAM: no lock-out
+    denied = {a for s in statements.values() for a in as_list(s["Action"])} - {"s3:*"}
+    assert not {a for a in denied if a.startswith(("s3:PutBucket", "s3:DeleteBucket"))}
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("", True),
+    ("arn:aws:iam::123456789012:role/security-policy-publisher", True),
+    ("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Sec_*", True),
+    ("arn:aws-us-gov:iam::123456789012:user/alice", True),
+    ("arn:aws:sts::123456789012:assumed-role/publisher/session", False),  # not a principal ARN
+    ("arn:aws:iam::123456789012:root", False),
+    ("*", False),
+    ("arn:aws:iam::*:role/x", False),  # another account's roles
+])
+def test_publishers_are_iam_role_or_user_arns(cfn: dict[str, Any], value: str,
+                                              accepted: bool) -> None:
+    spec = cfn["Parameters"]["PolicyPublisherArns"]
+    assert (spec["Type"], spec["Default"]) == ("CommaDelimitedList", "")
+    assert bool(re.fullmatch(spec["AllowedPattern"], value)) is accepted
+
+
+ROLE_PATH = {"Fn::Sub": "/ecr-scan-gatekeeper/${AWS::StackName}/"}
+STACK_ROLES = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role"
+                          "/ecr-scan-gatekeeper/${AWS::StackName}/*"}
+
+
+def test_every_role_of_the_stack_lives_under_the_stacks_role_path(cfn: dict[str, Any]) -> None:
+    roles = of_type(cfn, "AWS::IAM::Role")
+    assert set(roles) >= {f"{f}Role" for f in FUNCTIONS}
+    for logical_id, role in roles.items():
+        assert role["Properties"]["Path"] == ROLE_PATH, logical_id
+
+
+def test_only_the_stacks_roles_may_write_the_verdict_table(cfn: dict[str, Any]) -> None:
+    # Given the table's resource policy
+    document = cfn["Resources"]["VerdictTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"]
+    (statement,) = document["Statement"]
+    # Then every item write by a principal outside the stack's role path is refused, whatever
+    # IAM grants it (transactions are authorized per item as PutItem, UpdateItem, DeleteItem)
+    assert (statement["Sid"], statement["Effect"], statement["Principal"]) == (
+        "OnlyTheGatekeeperWritesVerdicts", "Deny", "*")
+    assert set(statement["Action"]) == {
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete"}
+    assert statement["Resource"] == "*"  # in a table's own policy: the table
+    assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": STACK_ROLES}}
+    # and the roles are named by their path, not by reference: no circular dependency
+    assert "Ref" not in json.dumps(document).replace('"Ref": "AWS::', "")
+    assert "Fn::GetAtt" not in json.dumps(document)
+
+
+def test_the_table_policy_names_the_path_the_roles_are_given(cfn: dict[str, Any]) -> None:
+    path = ROLE_PATH["Fn::Sub"]
+    assert STACK_ROLES["Fn::Sub"].endswith(f":role{path}*")
 
 
 # --- IAM ------------------------------------------------------------------------------------
@@ -438,10 +523,21 @@ def test_no_allow_statement_grants_a_wildcard_action_or_every_resource(
             assert as_list(statement["Action"]) == ["inspector2:ListFindings"], statement
 
 
-def test_the_only_deny_is_the_tls_guard(cfn: dict[str, Any]) -> None:
-    # A broad Deny only narrows access: s3:* for any principal without TLS is the intent.
-    denies = [(k, s.get("Sid")) for k, s in policy_statements(cfn) if s["Effect"] == "Deny"]
-    assert denies == [("PolicyBucketPolicy", "DenyInsecureTransport")]
+def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, Any]) -> None:
+    # A broad Deny only narrows access: s3:* for any principal without TLS, and writes by
+    # anyone but the policy publishers (bucket) or the stack's roles (table), are the intent.
+    denies = sorted((k, s.get("Sid")) for k, s in policy_statements(cfn) if s["Effect"] == "Deny")
+    assert denies == [("PolicyBucketPolicy", "DenyInsecureTransport"),
+                      ("PolicyBucketPolicy", "OnlyPublishersWritePolicies"),
+                      ("VerdictTable", "OnlyTheGatekeeperWritesVerdicts")]
+
+
+# What a judging function does with ECR: read findings, details, manifests and the
+# repository's images; write a marker (PutImage), remove one (BatchDeleteImage by tag),
+# archive and restore (UpdateImageStorageClass). The README's threat model says why each.
+ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
+               "ecr:ListImages", "ecr:PutImage", "ecr:BatchDeleteImage",
+               "ecr:UpdateImageStorageClass")
 
 
 @pytest.mark.parametrize("function_id", JUDGING_FUNCTIONS)
@@ -453,32 +549,28 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
                                ":repository/${RepositoryPattern}"}
 
     # Then each API the adapters call is granted on its own resource only
-    for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
-                   "ecr:PutImage", "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass"):
+    for action in ECR_ACTIONS:
         assert grants(statements, action) == [repositories], action
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"):
         assert grants(statements, action) == [TABLE_ARN], action
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
-    for action in ("s3:GetObject", "s3:GetObjectVersion"):
-        assert grants(statements, action) == [
-            {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}], action
+    assert grants(statements, "s3:GetObject") == [
+        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
     assert grants(statements, "inspector2:ListFindings") == ["*"]
     # and nothing the service never calls
     assert grants(statements, "dynamodb:UpdateItem") == []
     assert grants(statements, "dynamodb:DeleteItem") == []
     assert grants(statements, "dynamodb:Scan") == []
+    assert grants(statements, "s3:GetObjectVersion") == []  # GetObject reads the current one
 
     # and nothing else at all: the pairs above, plus the DLQ for an OnFailure destination
     expected = pairs(
-        *((a, repositories) for a in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages",
-                                      "ecr:BatchGetImage", "ecr:PutImage",
-                                      "ecr:BatchDeleteImage", "ecr:UpdateImageStorageClass")),
+        *((a, repositories) for a in ECR_ACTIONS),
         ("dynamodb:GetItem", TABLE_ARN), ("dynamodb:PutItem", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
-        ("s3:GetObjectVersion", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
     )
@@ -497,14 +589,33 @@ def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_di
     # and sends only to the re-evaluation queue, and to the DLQ for its OnFailure destination
     # (SAM's statement)
     statements = role_statements(cfn, "SweeperFunction")
-    assert granted(statements) == pairs(
+    scoped = [s for s in statements if "Condition" in s]
+    assert granted([s for s in statements if "Condition" not in s]) == pairs(
         ("dynamodb:Scan", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
-        ("dynamodb:DeleteItem", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
     )
+    # and it deletes only the items held for the digest: those whose partition key is the
+    # store's DIGEST, never a verdict, a lease or a history item
+    assert scoped == [{
+        "Sid": "ReleaseAnnouncedDigestItems", "Effect": "Allow",
+        "Action": "dynamodb:DeleteItem", "Resource": TABLE_ARN,
+        "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [DIGEST_KEY]}}}]
+
+
+def test_the_sweepers_delete_scope_is_the_partition_key_the_store_deletes(
+        cfn: dict[str, Any]) -> None:
+    # Given the store releasing an announced change, When it deletes, Then the key is DIGEST
+    calls: list[dict[str, Any]] = []
+
+    class Recorder:
+        def delete_item(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    VerdictStore(Recorder(), "table").release("change-1")
+    assert [c["Key"]["pk"] for c in calls] == [{"S": DIGEST_KEY}]
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -564,6 +675,7 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "ScanTimeoutMinutes": 60,
         "StartScanIfNotOnPush": "true",
         "HistoryRetentionDays": 400,
+        "PolicyPublisherArns": "",
         "LogLevel": "INFO",
         "LogRetentionInDays": 90,
         "LogsKmsKeyArn": "",
