@@ -244,8 +244,15 @@ class Gatekeeper:
                         reasons=list(verdict.reasons), policy_version=verdict.policy_version)
         # A contradicting marker the gatekeeper did not write is a forgery, however it was
         # found (its own push event, or this judgement's look at the image).
-        ours = record.marker if record is not None else None
-        found = tuple(t for t in (*tag_plan.remove, *tag_plan.kept) if t != ours)
+        # The markers of this digest for the verdicts the record holds (an interrupted flip
+        # leaves the previous one on the image) are the gatekeeper's own.
+        ours = set()
+        if record is not None:
+            ours = {self.markers.tag_for(Outcome(state), digest)
+                    for state in (record.state, record.previous_state)
+                    if state and state != PENDING}
+            ours.add(record.marker)
+        found = tuple(t for t in (*tag_plan.remove, *tag_plan.kept) if t not in ours)
         return self._converge(event, committed, verdict, actual, write, owner, changed=changed,
                               settings=settings, earlier=earlier, previous=previous,
                               forged=tuple(dict.fromkeys((*forged, *found))), depth=depth)
