@@ -382,7 +382,8 @@ def test_the_stacks_roles_fall_under_the_table_policys_writers_and_nobody_else(
     cfn = deployment.cfn
     (statement,) = (cfn["Resources"]["VerdictTable"]["Properties"]["ResourcePolicy"]
                     ["PolicyDocument"]["Statement"])
-    pattern = (statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Sub"]
+    (stack_roles,) = statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::If"][2]
+    pattern = (stack_roles["Fn::Sub"]
                .replace("${AWS::Partition}", "aws")
                .replace("${AWS::AccountId}", "123456789012")
                .replace("${AWS::StackName}", deployment.stack_name))

@@ -470,6 +470,19 @@ def test_publishers_are_iam_role_or_user_arns(cfn: dict[str, Any], value: str,
     assert bool(re.fullmatch(spec["AllowedPattern"], value)) is accepted
 
 
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("", True),
+    ("arn:aws:iam::123456789012:role/gatekeeper-operator", True),
+    ("arn:aws:iam::123456789012:user/alice", False),  # roles only: operators assume one
+    ("arn:aws:iam::123456789012:root", False),
+    ("*", False),
+])
+def test_operators_are_iam_role_arns(cfn: dict[str, Any], value: str, accepted: bool) -> None:
+    spec = cfn["Parameters"]["OperatorRoleArns"]
+    assert (spec["Type"], spec["Default"]) == ("CommaDelimitedList", "")
+    assert bool(re.fullmatch(spec["AllowedPattern"], value)) is accepted
+
+
 ROLE_PATH = {"Fn::Sub": "/ecr-scan-gatekeeper/${AWS::StackName}/"}
 STACK_ROLES = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role"
                           "/ecr-scan-gatekeeper/${AWS::StackName}/*"}
@@ -495,9 +508,17 @@ def test_only_the_stacks_roles_may_write_the_verdict_table(cfn: dict[str, Any]) 
         "dynamodb:BatchWriteItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
         "dynamodb:PartiQLDelete"}
     assert statement["Resource"] == "*"  # in a table's own policy: the table
-    assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": STACK_ROLES}}
+    # (and the operators' roles, only when named: the commands that judge with their
+    # credentials, reevaluate and replay-dlq)
+    assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": {"Fn::If": [
+        "HasOperatorRoles",
+        {"Fn::Split": [",", {"Fn::Sub": [STACK_ROLES["Fn::Sub"] + ",${Operators}", {
+            "Operators": {"Fn::Join": [",", {"Ref": "OperatorRoleArns"}]}}]}]},
+        [STACK_ROLES]]}}}
+    assert cfn["Parameters"]["OperatorRoleArns"]["Default"] == ""
     # and the roles are named by their path, not by reference: no circular dependency
-    assert "Ref" not in json.dumps(document).replace('"Ref": "AWS::', "")
+    assert "Ref" not in json.dumps(document).replace('"Ref": "AWS::', "").replace(
+        '"Ref": "OperatorRoleArns"', "")
     assert "Fn::GetAtt" not in json.dumps(document)
 
 
@@ -676,6 +697,7 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "StartScanIfNotOnPush": "true",
         "HistoryRetentionDays": 400,
         "PolicyPublisherArns": "",
+        "OperatorRoleArns": "",
         "LogLevel": "INFO",
         "LogRetentionInDays": 90,
         "LogsKmsKeyArn": "",
