@@ -37,7 +37,7 @@ $(CHECKOV): | $(UV)
 install: $(VENV)/.installed $(SAM) $(CHECKOV)  ## create .venv (app + dev tools), .tools/sam (SAM CLI) and .tools/checkov, each kept apart
 
 demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
-	$(PY) -m gatekeeper.local.demo
+	$(PY) -m gatekeeper_tools.local.demo
 
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)

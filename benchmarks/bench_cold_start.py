@@ -59,16 +59,20 @@ print(json.dumps({"seconds": sum(parts), "parts": parts,
                   "xray": "aws_xray_sdk.core" in sys.modules, "yaml": "yaml" in sys.modules}))
 """
 
-# The factories a handler calls on its first event are the cached functions its module names
-# (runtime.gatekeeper, runtime.sweeper, slack_entry.notifier, ...).
+# The factories a handler calls on its first event are the cached functions of gatekeeper.runtime
+# that its entry function (gatekeeper.handling.on_push, ...) names.
 FIRST_EVENT_PROBE = r"""
 import importlib, inspect, json, re, sys, time
 mode, module = sys.argv[1:3]
 app = importlib.import_module(module)
 import boto3.session
 from gatekeeper import runtime
-factories = sorted({f"{m}.{n}" for m, n in re.findall(r"(\w+)\.(\w+)", inspect.getsource(app))
-                    if hasattr(getattr(getattr(app, m, None), n, None), "cache_clear")})
+from gatekeeper import handling
+entries = re.findall(r"handling\.(\w+)\(", inspect.getsource(app))
+factories = sorted({f"runtime.{n}" for entry in entries
+                    for n in re.findall(r"runtime\.(\w+)",
+                                        inspect.getsource(getattr(handling, entry)))
+                    if hasattr(getattr(runtime, n, None), "cache_clear")})
 invoked = None
 if mode == "floor":
     services = sys.argv[3].split(",")
@@ -87,7 +91,7 @@ else:
     for name in factories:
         module, attribute = name.split(".")
         try:
-            getattr(getattr(app, module), attribute)()
+            getattr(runtime, attribute)()
         except Exception:
             pass  # a factory needing what this probe does not set (a secret's ARN)
     took = time.process_time() - start

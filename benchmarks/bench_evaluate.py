@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks.common import Row
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, from_enhanced
 from gatekeeper.domain.policy import parse_policy
 
@@ -122,9 +123,9 @@ def measure(findings_count: int = 10_000, exceptions: int = 1_000,
     for label, rules in (("limits + exceptions", False), ("every rule switched on", True)):
         policy = parse_policy(policy_text(exceptions, findings_count, random.Random(11),
                                           rules), version="bench")
-        eval_s = best(lambda p=policy: p.evaluate("team-a/web", findings, NOW), repeats)
+        eval_s = best(lambda p=policy: evaluation.evaluate(p, "team-a/web", findings, NOW), repeats)
         tracemalloc.start()
-        verdict = policy.evaluate("team-a/web", findings, NOW)
+        verdict = evaluation.evaluate(policy, "team-a/web", findings, NOW)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         evaluated.append({"label": label, "seconds": eval_s, "peak": peak,

@@ -9,16 +9,17 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
-from gatekeeper.domain.notification import (
+from gatekeeper.domain.policy import parse_policy
+from gatekeeper.domain.verdict import Verdict
+from gatekeeper.render.notification import (
     ImageRef,
     digest_entry,
     digest_notification,
     forgery_notification,
     verdict_notification,
 )
-from gatekeeper.domain.policy import parse_policy
-from gatekeeper.domain.verdict import Verdict
 from tests.support import ACCOUNT, EVENTS, REGION
 
 DIGEST = "sha256:0a87789e4064d1f3b5a0c9e2f7d6b4a1c3e5f7091b2d4f6a8c0e2f4a6b8d0f2a"
@@ -50,7 +51,8 @@ def many_findings(count: int) -> list[Finding]:
 
 def judged(findings: Iterable[Finding], policy: str = STRICT,
            repository: str = "team-b/api") -> Verdict:
-    return parse_policy(policy, version="3Hb5yQ1oVfA").evaluate(repository, list(findings))
+    return evaluation.evaluate(parse_policy(policy, version="3Hb5yQ1oVfA"), repository,
+                               list(findings))
 
 
 def image(repository: str = "team-b/api", digest: str = DIGEST,

@@ -12,9 +12,9 @@ import boto3
 
 from gatekeeper.config import Config
 from gatekeeper.domain.markers import MarkerScheme
-from gatekeeper.local.ecr import push_image, set_scan_result
 from gatekeeper.runtime import build
 from gatekeeper.service import Gatekeeper
+from gatekeeper_tools.local.ecr import push_image, set_scan_result
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

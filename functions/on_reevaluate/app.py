@@ -1,13 +1,12 @@
 """Re-evaluation queue (SQS batches): Inspector2 Finding events and the sweeper's requests.
 Each image in a batch is judged once: a burst of findings yields one verdict change."""
 
-from gatekeeper import runtime
-from gatekeeper.entry import handle_batch
-from gatekeeper.observability import logger, metrics, tracer
+from gatekeeper import handling
+from gatekeeper.handling import logger, metrics, tracer
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    return handle_batch(event, gatekeeper=runtime.gatekeeper)
+    return handling.on_reevaluate(event)

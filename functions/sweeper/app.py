@@ -1,13 +1,12 @@
 """Hourly schedule and policy uploads: queue the images whose verdict may have changed
 (an exception expired, a grace period ended, no scan in time, a new policy version)."""
 
-from gatekeeper import runtime
-from gatekeeper.entry import handle_sweep
-from gatekeeper.observability import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
+from gatekeeper import handling
+from gatekeeper.handling import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=EVENTBRIDGE_CORRELATION)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    return handle_sweep(event, deps=runtime.sweeper, now=runtime.now)
+    return handling.on_sweep(event)

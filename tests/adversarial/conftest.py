@@ -11,8 +11,8 @@ from moto import mock_aws
 
 from gatekeeper import runtime
 from gatekeeper.config import Config
-from gatekeeper.local.stack import LambdaContext
 from gatekeeper.observability import metrics
+from gatekeeper_tools.local.stack import LambdaContext
 from tests.adversarial.harness import MotoServer, ServerSession, deploy, start_server
 from tests.support import World, make_world
 

@@ -53,11 +53,11 @@ from moto import mock_aws
 
 from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
-from gatekeeper.cli import main as gatekeeper_cli
 from gatekeeper.config import Config
-from gatekeeper.local.ecr import set_scan_result
-from gatekeeper.local.stack import LambdaContext
 from gatekeeper.observability import logger, metrics
+from gatekeeper_tools.cli import main as gatekeeper_cli
+from gatekeeper_tools.local.ecr import set_scan_result
+from gatekeeper_tools.local.stack import LambdaContext
 from tests.support import ACCOUNT, REGION, World, load_event, load_findings, make_world
 
 EXAMPLES = 300

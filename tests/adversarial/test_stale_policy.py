@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from gatekeeper.cli import main
 from gatekeeper.domain.events import (
     Trigger,
     parse_event,
     parse_reevaluation,
     reevaluation_request,
 )
+from gatekeeper_tools.cli import main
 from tests.adversarial.harness import (
     container,
     convergence_problems,

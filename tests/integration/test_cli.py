@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gatekeeper.cli import main
+from gatekeeper_tools.cli import main
 from tests.support import ROOT
 
 

@@ -12,6 +12,7 @@ from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper.adapters import ecr as ecr_adapter
 from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult, TagTaken, UnsafeUntag
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Severity
 from gatekeeper.domain.policy import BUILTIN_POLICY
 from gatekeeper.domain.verdict import Outcome
@@ -76,7 +77,7 @@ def test_every_page_of_findings_is_read(ecr: Any) -> None:
     assert scan.pages == 3
     assert len(scan.findings) == 2001
     assert scan.findings[-1].severity is Severity.CRITICAL
-    assert BUILTIN_POLICY.evaluate(REPO, scan.findings).outcome is Outcome.QUARANTINED
+    assert evaluation.evaluate(BUILTIN_POLICY, REPO, scan.findings).outcome is Outcome.QUARANTINED
 
 
 def test_basic_and_enhanced_findings_on_one_page_are_both_read(ecr: Any) -> None:
@@ -119,7 +120,7 @@ def test_a_token_returned_twice_stops_paging_and_is_incomplete(ecr: Any) -> None
     assert scan.status == FINDINGS_INCOMPLETE
     assert scan.description is not None
     assert "returned the token of an earlier page again on page 2" in scan.description
-    assert BUILTIN_POLICY.judge_scan(REPO, scan.status, scan.description,
+    assert evaluation.judge_scan(BUILTIN_POLICY, REPO, scan.status, scan.description,
                                      scan.findings).outcome is Outcome.QUARANTINED
 
 
@@ -192,7 +193,8 @@ def test_a_findings_list_missing_while_counts_are_not_zero_is_incomplete(
                                        "report CRITICAL 1 but no findings were read")
     assert scan.description.endswith("(the response holds no findings list)") is (
         findings == "absent")
-    verdict = BUILTIN_POLICY.judge_scan(REPO, scan.status, scan.description, scan.findings)
+    verdict = evaluation.judge_scan(BUILTIN_POLICY, REPO, scan.status, scan.description,
+                                    scan.findings)
     assert verdict is not None and verdict.outcome is Outcome.QUARANTINED
     assert verdict.reasons[0].startswith("scan FINDINGS_INCOMPLETE: scan COMPLETE, findings "
                                          "incomplete: the severity counts report CRITICAL 1")

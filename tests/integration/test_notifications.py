@@ -14,14 +14,15 @@ from functions.on_push.app import handler as on_push
 from functions.on_scan.app import handler as on_scan
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
-from gatekeeper.domain.notification import (
+from gatekeeper.domain.policy import BUILTIN_POLICY, parse_policy
+from gatekeeper.render.notification import (
     SNS_MAX_BYTES,
     ImageRef,
     verdict_notification,
 )
-from gatekeeper.domain.policy import BUILTIN_POLICY, parse_policy
-from gatekeeper.sweeper import send_digests
+from gatekeeper.service.sweep import send_digests
 from tests.support import World, as_delivered, push_event, scan_event
 
 ROUTED = """\
@@ -121,7 +122,7 @@ def test_sqs_and_lambda_subscribers_get_the_versioned_json_document(world: World
 
 def test_the_message_carries_one_rendering_per_protocol() -> None:
     # Given a quarantine notification
-    verdict = BUILTIN_POLICY.evaluate("team-a/web", [
+    verdict = evaluation.evaluate(BUILTIN_POLICY, "team-a/web", [
         Finding("CVE-2023-4863", Severity.CRITICAL, Source.BASIC, package="libwebp",
                 installed_version="1.2.4", fixed_version="1.3.2")])
     image = ImageRef("team-a/web", "sha256:" + "ab" * 32, ("v1",), "123456789012", "eu-west-1")
@@ -154,7 +155,7 @@ def test_the_message_carries_one_rendering_per_protocol() -> None:
 
 def test_chatbot_text_from_findings_cannot_mention_or_hide_a_link() -> None:
     # Given a repository and a verdict reason carrying Slack markup
-    verdict = BUILTIN_POLICY.evaluate("team-a/web", [
+    verdict = evaluation.evaluate(BUILTIN_POLICY, "team-a/web", [
         Finding("<!channel> <http://evil.example|click> & co", Severity.CRITICAL, Source.BASIC)])
     image = ImageRef("team-a/web", "sha256:" + "ab" * 32, ("<@U123>",))
     chatbot = verdict_notification(image, verdict, previous=None, marker=None,
@@ -185,7 +186,7 @@ def test_ten_thousand_findings_fit_sns_and_say_what_was_left_out(world: World) -
     findings = [f if i % 10 == 0 else Finding(f.id, f.severity, f.source, package=f.package,
                                                score=1.0)
                 for i, f in enumerate(many(10_000))]
-    verdict = parse_policy(policy_text).evaluate("team-a/web", findings)
+    verdict = evaluation.evaluate(parse_policy(policy_text), "team-a/web", findings)
     image = ImageRef("team-a/web", "sha256:" + "cd" * 32, ("v1",), "123456789012", "us-east-1")
 
     # When its notification is built and published to SNS

@@ -14,8 +14,8 @@ import pytest
 from moto import mock_aws
 
 from gatekeeper import runtime
-from gatekeeper.local.ecr import push_image, set_scan_result
-from gatekeeper.local.stack import LocalDeployment
+from gatekeeper_tools.local.ecr import push_image, set_scan_result
+from gatekeeper_tools.local.stack import LocalDeployment
 from tests.support import ROOT, load_event, load_findings
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -18,19 +18,15 @@ from aws_lambda_powertools.utilities import parameters
 
 from functions.on_scan.app import handler as on_scan
 from functions.slack_notifier.app import handler
-from gatekeeper import slack_entry
+from gatekeeper import runtime
+from gatekeeper.adapters.secrets import SecretWebhooks, SlackConfigError
 from gatekeeper.adapters.webhook import WebhookError, WebhookPoster, retry_after_seconds
+from gatekeeper.config import SECRET_ENV, ConfigError
 from gatekeeper.domain.findings import Severity
-from gatekeeper.domain.slack import SCHEMA, limit_violations, slack_message
-from gatekeeper.local.slack import Reply, WebhookReceiver, render_text, sns_lambda_event
 from gatekeeper.observability import logger, metrics
-from gatekeeper.slack_entry import (
-    SECRET_ENV,
-    MalformedNotification,
-    SecretWebhooks,
-    SlackConfigError,
-    SlackNotifier,
-)
+from gatekeeper.render.slack import SCHEMA, limit_violations, slack_message
+from gatekeeper.service.slack import MalformedNotification, SlackNotifier
+from gatekeeper_tools.local.slack import Reply, WebhookReceiver, render_text, sns_lambda_event
 from tests.slack_support import (
     HOSTILE,
     UNICODE,
@@ -76,7 +72,7 @@ class Slack:
         """The handler's notifier: this secret, and ``poster`` (fast by default)."""
         notifier = SlackNotifier(SecretWebhooks(secret_arn or self.secret_arn),
                                  poster or fast_poster())
-        monkeypatch.setattr(slack_entry, "notifier", lambda: notifier)
+        monkeypatch.setattr(runtime, "slack_notifier", lambda: notifier)
         return notifier
 
 
@@ -89,7 +85,7 @@ def slack(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Slack]:
         arn = secrets.create_secret(Name="gatekeeper/slack-webhook",
                                     SecretString=receiver.url)["ARN"]
         monkeypatch.setenv(SECRET_ENV, arn)
-        built = slack_entry.notifier  # the container's cached notifier (tests may replace it)
+        built = runtime.slack_notifier  # the container's cached notifier (tests may replace it)
         parameters.clear_caches()
         built.cache_clear()
         yield Slack(receiver, arn, world.session)
@@ -318,7 +314,7 @@ def test_a_missing_secret_names_its_arn(slack: Slack, context: Any, caplog: Any,
 def test_without_the_environment_variable_the_function_says_what_to_deploy(
         slack: Slack, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_ENV)
-    with pytest.raises(slack_entry.ConfigError, match="SlackWebhookSecretArn"):
+    with pytest.raises(ConfigError, match="SlackWebhookSecretArn"):
         handler(sns_event(quarantine_document()), context)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gatekeeper.adapters.webhook import Retry, WebhookError, WebhookPoster, redact
-from gatekeeper.local.slack import Reply, WebhookReceiver
+from gatekeeper_tools.local.slack import Reply, WebhookReceiver
 
 PAYLOAD = {"text": "hello", "blocks": []}
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from gatekeeper.local.stack import LocalDeployment, transform_template
+from gatekeeper_tools.local.stack import LocalDeployment, transform_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

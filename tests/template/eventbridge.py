@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatekeeper.local.stack import matches
+from gatekeeper_tools.local.stack import matches
 
 
 def intrinsics(node: Any) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""gatekeeper.local.stack: the template deployed into moto, and its routes to the handlers."""
+"""gatekeeper_tools.local.stack: the template deployed into moto, and its routes to the handlers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import boto3
 import pytest
 import yaml
 
-from gatekeeper.local.stack import (
+from gatekeeper_tools.local.stack import (
     NOT_IN_MOTO,
     Delivery,
     LocalDeployment,

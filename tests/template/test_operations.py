@@ -17,16 +17,16 @@ from typing import Any
 import boto3
 import pytest
 
-from gatekeeper import entry, runtime
+from gatekeeper import handling, runtime
 from gatekeeper.domain.events import Trigger
-from gatekeeper.local.ecr import push_image
-from gatekeeper.local.stack import NOT_IN_MOTO, LocalDeployment
 from gatekeeper.observability import SERVICE, logger
+from gatekeeper_tools.local.ecr import push_image
+from gatekeeper_tools.local.stack import NOT_IN_MOTO, LocalDeployment
 from tests.support import load_event
 from tests.template.test_template import of_type
 
 NAMESPACE = "EcrScanGatekeeper"
-VERDICT_METRICS = set(entry._VERDICT_METRICS.values())
+VERDICT_METRICS = set(handling._VERDICT_METRICS.values())
 OPERATOR_TOPIC = {"Ref": "OperatorTopic"}
 PSEUDO_PARAMETERS = {"AWS::AccountId", "AWS::Region", "AWS::StackName", "AWS::Partition",
                      "AWS::URLSuffix"}
@@ -63,11 +63,11 @@ def functions(cfn: dict[str, Any]) -> set[str]:
 
 
 def emitted_metrics() -> set[str]:
-    """Every metric name the handlers can emit (entry.py is the one place that counts)."""
-    source = Path(entry.__file__).read_text(encoding="utf-8")
+    """Every metric name the handlers can emit (handling.py is the one place that counts)."""
+    source = Path(handling.__file__).read_text(encoding="utf-8")
     literal = set(re.findall(r'_count\("(\w+)"\)', source))
     literal |= set(re.findall(r'add_metric\(name="(\w+)"', source))
-    return literal | set(entry._RESULT_METRICS.values()) | VERDICT_METRICS
+    return literal | set(handling._RESULT_METRICS.values()) | VERDICT_METRICS
 
 
 # --- the operator topic ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.local.stack import matches
+from gatekeeper_tools.local.stack import matches
 from tests.template.conftest import ROOT
 from tests.template.eventbridge import eventbridge_matches, intrinsics, resolve
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.local.stack import load_sam_template
+from gatekeeper_tools.local.stack import load_sam_template
 from tests.template.conftest import ROOT, TEMPLATE
 from tests.template.test_template import as_list, of_type, policy_statements
 

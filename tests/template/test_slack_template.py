@@ -15,10 +15,10 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from functions.slack_notifier.app import handler
-from gatekeeper import slack_entry
-from gatekeeper.local.slack import WebhookReceiver
-from gatekeeper.local.stack import LocalDeployment, _environment
+from gatekeeper import runtime
 from gatekeeper.observability import metrics
+from gatekeeper_tools.local.slack import WebhookReceiver
+from gatekeeper_tools.local.stack import LocalDeployment, _environment
 from tests.slack_support import sns_event
 from tests.template.conftest import REGION, TEMPLATE
 from tests.template.test_template import (
@@ -275,12 +275,12 @@ def test_with_the_parameter_the_deployed_function_reads_the_secret_and_posts(
                 "image": {"repository": "team-a/web", "digest": "sha256:" + "a" * 64},
                 "alert": {"tag": "approved-aaaaaaaaaaaa", "removed": True}}
     parameters.clear_caches()
-    slack_entry.notifier.cache_clear()
+    runtime.slack_notifier.cache_clear()
     try:
         with _environment({**environment, "AWS_REGION": REGION}):
             result = handler(sns_event(document), deployment.context(FUNCTION))
     finally:
-        slack_entry.notifier.cache_clear()
+        runtime.slack_notifier.cache_clear()
         parameters.clear_caches()
         metrics.clear_metrics()
 

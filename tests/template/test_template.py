@@ -16,7 +16,7 @@ from samtranslator.model.exceptions import InvalidDocumentException
 
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.domain.markers import RESERVED_WORDS, MarkerScheme
-from gatekeeper.local.stack import load_sam_template, transform_template
+from gatekeeper_tools.local.stack import load_sam_template, transform_template
 from tests.template.conftest import REGION, TEMPLATE
 
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}

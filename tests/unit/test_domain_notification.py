@@ -8,21 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
-from gatekeeper.domain.notification import ImageRef, verdict_notification
 from gatekeeper.domain.policy import BUILTIN_POLICY
 from gatekeeper.domain.verdict import Breach, Outcome, Verdict
+from gatekeeper.render.notification import ImageRef, verdict_notification
 
 DIGEST = "sha256:9b1a3f6c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 IMAGE = ImageRef("team-a/web", DIGEST, ("v1.4.2", "latest"), ACCOUNT, REGION)
 
-QUARANTINED = BUILTIN_POLICY.evaluate("team-a/web", [
+QUARANTINED = evaluation.evaluate(BUILTIN_POLICY, "team-a/web", [
     Finding("CVE-2023-4863", Severity.CRITICAL, Source.BASIC),
     Finding("CVE-2019-5188", Severity.MEDIUM, Source.BASIC),
     Finding("CVE-2019-5189", Severity.MEDIUM, Source.BASIC),
 ])
-APPROVED = BUILTIN_POLICY.evaluate("team-a/web", [])
+APPROVED = evaluation.evaluate(BUILTIN_POLICY, "team-a/web", [])
 
 
 def notify(image: ImageRef = IMAGE, verdict: Verdict = QUARANTINED, **kwargs: Any) -> Any:
@@ -93,13 +94,15 @@ def test_attributes_say_none_for_a_first_verdict_with_no_findings() -> None:
 
 
 def test_attributes_are_all_non_empty_strings() -> None:
-    for verdict in (QUARANTINED, APPROVED, BUILTIN_POLICY.scan_failed("r", "FAILED", None)):
+    for verdict in (QUARANTINED, APPROVED, evaluation.scan_failed(BUILTIN_POLICY, "r", "FAILED",
+                                                                  None)):
         attributes = notify(verdict=verdict, previous=None).attributes
         assert all(isinstance(v, str) and v for v in attributes.values()), attributes
 
 
 def test_a_failed_scan_notification_carries_its_scan_status() -> None:
-    verdict = BUILTIN_POLICY.scan_failed("team-a/web", "FAILED", "UnsupportedImageError")
+    verdict = evaluation.scan_failed(BUILTIN_POLICY, "team-a/web", "FAILED",
+                                     "UnsupportedImageError")
     note = notify(verdict=verdict)
     assert note.attributes["scan_status"] == "FAILED"
     assert "Scan status:  FAILED" in note.message

@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
 from gatekeeper.domain.policy import (
     BUILTIN_POLICY,
@@ -498,7 +499,7 @@ def test_a_default_without_max_findings_fails_closed(default: str, severity: Sev
     # Given a default that sets no max_findings (a severity not listed would be unlimited)
     parsed = parse_policy(f"version: 1\ndefault: {default}\n")
     # When an image with one CRITICAL or HIGH finding is judged by it
-    verdict = parsed.evaluate("any/repo", [finding(severity, "CVE-1")])
+    verdict = evaluation.evaluate(parsed, "any/repo", [finding(severity, "CVE-1")])
     # Then it is quarantined, as by the built-in policy: a forgotten key approves nothing
     assert parsed.default.max_findings == BUILTIN_POLICY.default.max_findings
     assert verdict.outcome is Outcome.QUARANTINED
@@ -568,7 +569,8 @@ def test_an_override_on_scan_failure_replaces_the_default() -> None:
 
 def test_an_empty_override_max_findings_lifts_every_limit() -> None:
     assert ORDERED.rules_for("ml-sandbox").max_findings == {}
-    assert ORDERED.evaluate("ml-sandbox", findings(CRITICAL=9)).outcome is Outcome.APPROVED
+    assert evaluation.evaluate(ORDERED, "ml-sandbox",
+                               findings(CRITICAL=9)).outcome is Outcome.APPROVED
 
 
 def test_a_repository_matching_nothing_gets_the_default() -> None:
@@ -583,7 +585,7 @@ STRICT = policy({"CRITICAL": 0, "HIGH": 1})
 def test_findings_within_the_limits_are_approved() -> None:
     # Given one HIGH (limit 1) and many unlimited MEDIUM/LOW findings
     # When evaluated
-    verdict = STRICT.evaluate("team-a/web", findings(HIGH=1, MEDIUM=40, LOW=3))
+    verdict = evaluation.evaluate(STRICT, "team-a/web", findings(HIGH=1, MEDIUM=40, LOW=3))
     # Then the image is approved, and the reason says so
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.approved
@@ -597,7 +599,7 @@ def test_findings_within_the_limits_are_approved() -> None:
 
 
 def test_no_findings_at_all_are_approved_with_no_highest_severity() -> None:
-    verdict = STRICT.evaluate("team-a/web", [])
+    verdict = evaluation.evaluate(STRICT, "team-a/web", [])
     assert verdict.outcome is Outcome.APPROVED
     assert (verdict.counts, verdict.highest_severity) == ({}, None)
     assert verdict.reasons == ("0 counted finding(s) of 0, all within the limits of default",)
@@ -607,7 +609,7 @@ def test_findings_over_a_limit_are_quarantined_naming_the_findings() -> None:
     # Given two HIGH findings where one is allowed, and a CRITICAL where none is
     found = findings(CRITICAL=1, HIGH=2, MEDIUM=1)
     # When evaluated
-    verdict = STRICT.evaluate("team-a/web", found)
+    verdict = evaluation.evaluate(STRICT, "team-a/web", found)
     # Then the image is quarantined, with one reason per breached severity, most severe first
     assert verdict.outcome is Outcome.QUARANTINED
     assert not verdict.approved
@@ -622,12 +624,12 @@ def test_findings_over_a_limit_are_quarantined_naming_the_findings() -> None:
 
 
 def test_a_limit_is_reached_not_breached_at_exactly_its_value() -> None:
-    assert STRICT.evaluate("r", findings(HIGH=1)).outcome is Outcome.APPROVED
-    assert STRICT.evaluate("r", findings(HIGH=2)).outcome is Outcome.QUARANTINED
+    assert evaluation.evaluate(STRICT, "r", findings(HIGH=1)).outcome is Outcome.APPROVED
+    assert evaluation.evaluate(STRICT, "r", findings(HIGH=2)).outcome is Outcome.QUARANTINED
 
 
 def test_the_matched_override_is_named_in_the_verdict() -> None:
-    verdict = ORDERED.evaluate("team-a/web", findings(HIGH=3))
+    verdict = evaluation.evaluate(ORDERED, "team-a/web", findings(HIGH=3))
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.matched_rule == "repositories[match=team-a/*]"
     assert verdict.reasons == ("3 counted finding(s) of 3, all within the limits of "
@@ -636,7 +638,7 @@ def test_the_matched_override_is_named_in_the_verdict() -> None:
 
 def test_breach_ids_are_sorted_and_truncated_after_ten() -> None:
     found = [finding(Severity.CRITICAL, f"CVE-{i:02d}") for i in range(12, 0, -1)]
-    verdict = STRICT.evaluate("r", found)
+    verdict = evaluation.evaluate(STRICT, "r", found)
     assert verdict.reasons == (
         "CRITICAL: 12 findings over the limit of 0 (CVE-01, CVE-02, CVE-03, CVE-04, CVE-05, "
         "CVE-06, CVE-07, CVE-08, CVE-09, CVE-10 and 2 more)",
@@ -646,22 +648,22 @@ def test_breach_ids_are_sorted_and_truncated_after_ten() -> None:
 
 def test_one_vulnerability_in_several_packages_counts_each_but_is_named_once() -> None:
     found = [finding(Severity.CRITICAL, "CVE-1"), finding(Severity.CRITICAL, "CVE-1")]
-    breach = STRICT.evaluate("r", found).breaches[0]
+    breach = evaluation.evaluate(STRICT, "r", found).breaches[0]
     assert (breach.count, breach.finding_ids) == (2, ("CVE-1",))
 
 
 def test_a_severity_absent_from_max_findings_is_unlimited() -> None:
-    verdict = STRICT.evaluate("r", findings(MEDIUM=1000, UNDEFINED=50, INFORMATIONAL=5))
+    verdict = evaluation.evaluate(STRICT, "r", findings(MEDIUM=1000, UNDEFINED=50, INFORMATIONAL=5))
     assert verdict.outcome is Outcome.APPROVED
 
 
 def test_undefined_findings_breach_a_limit_on_undefined() -> None:
-    verdict = policy({"UNDEFINED": 0}).evaluate("r", findings(UNDEFINED=1))
+    verdict = evaluation.evaluate(policy({"UNDEFINED": 0}), "r", findings(UNDEFINED=1))
     assert verdict.reasons == ("UNDEFINED: 1 finding over the limit of 0 (CVE-UNDEFINED-1)",)
 
 
 def test_evaluate_accepts_any_iterable_of_findings() -> None:
-    verdict = STRICT.evaluate("r", iter(findings(CRITICAL=1)))
+    verdict = evaluation.evaluate(STRICT, "r", iter(findings(CRITICAL=1)))
     assert verdict.outcome is Outcome.QUARANTINED
     assert verdict.counts == {"CRITICAL": 1}
 
@@ -670,7 +672,7 @@ def test_evaluate_accepts_any_iterable_of_findings() -> None:
 
 
 def test_a_failed_scan_is_quarantined_by_default() -> None:
-    verdict = parse_policy("version: 1\ndefault: {}\n", version="v1").scan_failed(
+    verdict = evaluation.scan_failed(parse_policy("version: 1\ndefault: {}\n", version="v1"),
         "team-a/web", "FAILED", "UnsupportedImageError: not supported")
     assert verdict.outcome is Outcome.QUARANTINED
     assert verdict.scan_status == "FAILED"
@@ -680,15 +682,15 @@ def test_a_failed_scan_is_quarantined_by_default() -> None:
 
 
 def test_a_failed_scan_is_approved_when_the_policy_says_approve() -> None:
-    verdict = policy({"CRITICAL": 0}, on_scan_failure="approve").scan_failed(
+    verdict = evaluation.scan_failed(policy({"CRITICAL": 0}, on_scan_failure="approve"),
         "r", "UNSUPPORTED_IMAGE", None)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.reasons == ("scan UNSUPPORTED_IMAGE; on_scan_failure of default is approve",)
 
 
 def test_a_failed_scan_follows_the_matching_override() -> None:
-    assert ORDERED.scan_failed("other", "FAILED", None).outcome is Outcome.APPROVED
-    verdict = ORDERED.scan_failed("team-b/api", "FAILED", None)
+    assert evaluation.scan_failed(ORDERED, "other", "FAILED", None).outcome is Outcome.APPROVED
+    verdict = evaluation.scan_failed(ORDERED, "team-b/api", "FAILED", None)
     assert verdict.outcome is Outcome.QUARANTINED
     assert verdict.matched_rule == "repositories[match=team-?/api]"
 
@@ -706,14 +708,15 @@ def test_the_builtin_policy_is_strict() -> None:
 
 @pytest.mark.parametrize("severity", [Severity.CRITICAL, Severity.HIGH])
 def test_the_builtin_policy_quarantines_a_single_high_or_critical(severity: Severity) -> None:
-    verdict = BUILTIN_POLICY.evaluate("any/repo", [finding(severity, "CVE-1")])
+    verdict = evaluation.evaluate(BUILTIN_POLICY, "any/repo", [finding(severity, "CVE-1")])
     assert verdict.outcome is Outcome.QUARANTINED
 
 
 @pytest.mark.parametrize("state", ["FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED",
                                    "FINDINGS_UNAVAILABLE", "SOMETHING_NEW"])
 def test_the_builtin_policy_quarantines_a_failed_scan(state: str) -> None:
-    assert BUILTIN_POLICY.scan_failed("any/repo", state, None).outcome is Outcome.QUARANTINED
+    assert evaluation.scan_failed(BUILTIN_POLICY, "any/repo", state,
+                                  None).outcome is Outcome.QUARANTINED
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -732,8 +735,8 @@ def test_adding_a_finding_never_turns_quarantined_into_approved(
     limits: dict[str, int], found: list[Finding], extra: Finding
 ) -> None:
     judged = policy(limits)
-    before = judged.evaluate("r", found)
-    after = judged.evaluate("r", [*found, extra])
+    before = evaluation.evaluate(judged, "r", found)
+    after = evaluation.evaluate(judged, "r", [*found, extra])
     if before.outcome is Outcome.QUARANTINED:
         assert after.outcome is Outcome.QUARANTINED
 
@@ -746,7 +749,8 @@ def test_the_verdict_does_not_depend_on_finding_order(limits: dict[str, int],
     shuffled = list(found)
     rnd.shuffle(shuffled)
     # When both are evaluated
-    before, after = judged.evaluate("r", found), judged.evaluate("r", shuffled)
+    before, after = evaluation.evaluate(judged, "r", found), evaluation.evaluate(judged, "r",
+                                        shuffled)
     # Then everything but the order of the counted and ignored findings is the same
     assert (after.outcome, after.reasons, after.breaches, after.warnings, after.counts) == (
         before.outcome, before.reasons, before.breaches, before.warnings, before.counts)
@@ -760,7 +764,7 @@ def test_quarantine_happens_exactly_when_some_count_exceeds_its_limit(
 ) -> None:
     over = any(sum(f.severity.name == name for f in found) > limit
                for name, limit in limits.items())
-    outcome = policy(limits).evaluate("r", found).outcome
+    outcome = evaluation.evaluate(policy(limits), "r", found).outcome
     assert (outcome is Outcome.QUARANTINED) == over
 
 

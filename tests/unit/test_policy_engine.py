@@ -16,6 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
 from gatekeeper.domain.policy import (
     Policy,
@@ -267,7 +268,7 @@ def test_an_active_exception_exempts_its_finding() -> None:
     # Given a policy allowing no HIGH, and an exception for the one HIGH finding
     judged = excepting(exception(CVE, package="openssl", ticket="SEC-42"))
     # When evaluated before the exception expires
-    verdict = judged.evaluate(REPO, [vuln(CVE, package="openssl")], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE, package="openssl")], now=NOW)
     # Then the image is approved, the finding ignored and the exception reported as used
     assert verdict.outcome is Outcome.APPROVED
     assert (verdict.counted, whys(verdict)) == ((), {CVE: "exception"})
@@ -292,7 +293,7 @@ def test_an_active_exception_exempts_its_finding() -> None:
 )
 def test_a_date_expiry_is_valid_through_that_day_utc(now: datetime, active: bool) -> None:
     judged = excepting(exception(CVE, expires="2027-01-31"))
-    verdict = judged.evaluate(REPO, [vuln(CVE)], now=now)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=now)
     assert (verdict.outcome is Outcome.APPROVED) is active
     assert (whys(verdict) == {CVE: "exception"}) is active
 
@@ -306,7 +307,7 @@ def test_a_date_expiry_is_valid_through_that_day_utc(now: datetime, active: bool
 def test_a_date_time_expiry_stops_applying_the_moment_it_passes(now: datetime,
                                                                 active: bool) -> None:
     judged = excepting(exception(CVE, expires="2027-01-31T11:30:00+01:00"))
-    verdict = judged.evaluate(REPO, [vuln(CVE)], now=now)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=now)
     assert (verdict.outcome is Outcome.APPROVED) is active
 
 
@@ -317,14 +318,14 @@ def test_a_date_time_expiry_stops_applying_the_moment_it_passes(now: datetime,
     ids=["lower-exception", "lower-finding", "mixed", "padded"],
 )
 def test_exception_ids_match_case_insensitively(written: str, found: str) -> None:
-    verdict = excepting(exception(written)).evaluate(REPO, [vuln(found)], now=NOW)
+    verdict = evaluation.evaluate(excepting(exception(written)), REPO, [vuln(found)], now=NOW)
     assert whys(verdict) == {found: "exception"}
     assert verdict.outcome is Outcome.APPROVED
 
 
 @pytest.mark.parametrize("found", ["CVE-2027-00011", "CVE-2027-000", "GHSA-2027-0001"])
 def test_an_exception_covers_only_its_own_id(found: str) -> None:
-    verdict = excepting(exception(CVE)).evaluate(REPO, [vuln(found)], now=NOW)
+    verdict = evaluation.evaluate(excepting(exception(CVE)), REPO, [vuln(found)], now=NOW)
     assert counted_ids(verdict) == [found]
     assert verdict.outcome is Outcome.QUARANTINED
 
@@ -337,14 +338,14 @@ def test_an_exception_covers_only_its_own_id(found: str) -> None:
 def test_an_exception_with_a_package_covers_only_that_package(package: str | None,
                                                                covered: bool) -> None:
     judged = excepting(exception(CVE, package="openssl"))
-    verdict = judged.evaluate(REPO, [vuln(CVE, package=package)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE, package=package)], now=NOW)
     assert (whys(verdict) == {CVE: "exception"}) is covered
     assert (verdict.outcome is Outcome.APPROVED) is covered
 
 
 def test_an_exception_without_a_package_covers_every_package() -> None:
     found = [vuln(CVE, package="openssl"), vuln(CVE, package="zlib"), vuln(CVE)]
-    verdict = excepting(exception(CVE)).evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(excepting(exception(CVE)), REPO, found, now=NOW)
     assert [i.why for i in verdict.ignored] == ["exception"] * 3
     assert verdict.outcome is Outcome.APPROVED
 
@@ -358,7 +359,7 @@ def test_an_exception_with_repositories_covers_only_matching_repositories(
     repository: str, covered: bool
 ) -> None:
     judged = excepting(exception(CVE, repositories=["team-a/*", "shared"]))
-    verdict = judged.evaluate(repository, [vuln(CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, repository, [vuln(CVE)], now=NOW)
     assert (whys(verdict) == {CVE: "exception"}) is covered
     assert (verdict.outcome is Outcome.APPROVED) is covered
 
@@ -367,7 +368,7 @@ def test_an_exception_for_other_repositories_is_neither_used_nor_unused() -> Non
     # Given an exception, expiring soon, for team-b repositories only
     judged = excepting(exception(CVE, expires="2027-01-20", repositories=["team-b/*"]))
     # When a team-a image with that finding is evaluated
-    verdict = judged.evaluate(REPO, [vuln(CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=NOW)
     # Then the exception plays no part in the verdict at all
     assert counted_ids(verdict) == [CVE]
     assert (verdict.exceptions_used, verdict.exceptions_unused,
@@ -384,13 +385,14 @@ def test_an_expired_exception_behaves_exactly_as_if_absent(expires: str) -> None
     without = load(rules)
     # When both judge the same findings
     # Then the verdicts are identical, down to the exception reporting
-    assert with_expired.evaluate(REPO, found, now=NOW) == without.evaluate(REPO, found, now=NOW)
+    assert evaluation.evaluate(with_expired, REPO, found,
+                               now=NOW) == evaluation.evaluate(without, REPO, found, now=NOW)
 
 
 def test_an_active_exception_that_matched_nothing_is_reported_unused() -> None:
     judged = excepting(exception(CVE, expires="2027-06-30"),
                        exception(OTHER_CVE, expires="2027-06-30", ticket="SEC-7"))
-    verdict = judged.evaluate(REPO, [vuln(CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=NOW)
     assert [e.id for e in verdict.exceptions_used] == [CVE]
     assert verdict.exceptions_unused == (ExceptionRef(
         id=OTHER_CVE, owner=OWNER, expires="2027-06-30", reason=REASON,
@@ -401,7 +403,7 @@ def test_an_exception_for_another_package_of_a_present_id_is_unused() -> None:
     # Given two exceptions for one id, in different packages
     judged = excepting(exception(CVE, package="zlib"), exception(CVE, package="openssl"))
     # When only the openssl finding is present
-    verdict = judged.evaluate(REPO, [vuln(CVE, package="openssl")], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE, package="openssl")], now=NOW)
     # Then the openssl exception is used and the zlib one unused
     assert [e.package for e in verdict.exceptions_used] == ["openssl"]
     assert [e.package for e in verdict.exceptions_unused] == ["zlib"]
@@ -409,7 +411,7 @@ def test_an_exception_for_another_package_of_a_present_id_is_unused() -> None:
 
 def test_of_two_exceptions_covering_a_finding_the_first_is_used() -> None:
     judged = excepting(exception(CVE, ticket="SEC-1"), exception(CVE, ticket="SEC-2"))
-    verdict = judged.evaluate(REPO, [vuln(CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=NOW)
     assert [e.ticket for e in verdict.exceptions_used] == ["SEC-1"]
     assert [e.ticket for e in verdict.exceptions_unused] == ["SEC-2"]
 
@@ -432,7 +434,7 @@ def test_an_exception_expiring_within_the_window_is_reported(
 ) -> None:
     top = {} if window is None else {"expiring_window_days": window}
     judged = load({}, exceptions=[exception(CVE, expires=expires)], **top)
-    verdict = judged.evaluate(REPO, [], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [], now=NOW)
     assert ([e.id for e in verdict.exceptions_expiring] == [CVE]) is expiring
 
 
@@ -443,7 +445,7 @@ def test_the_expiring_window_defaults_to_14_days() -> None:
 @pytest.mark.parametrize("present", [True, False], ids=["used", "unused"])
 def test_an_expiring_exception_is_reported_whether_used_or_not(present: bool) -> None:
     judged = excepting(exception(CVE, expires="2027-01-20"))
-    verdict = judged.evaluate(REPO, [vuln(CVE)] if present else [], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE)] if present else [], now=NOW)
     assert [e.id for e in verdict.exceptions_expiring] == [CVE]
     assert ([e.id for e in verdict.exceptions_used] == [CVE]) is present
 
@@ -451,7 +453,8 @@ def test_an_expiring_exception_is_reported_whether_used_or_not(present: bool) ->
 def test_an_exception_exempts_from_the_exploit_and_epss_blocks_too() -> None:
     judged = excepting(exception(CVE), block_if_exploit_available=True,
                        block_if_epss_at_least=0.1)
-    verdict = judged.evaluate(REPO, [vuln(CVE, exploit_available=True, epss=0.9)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE, exploit_available=True, epss=0.9)],
+                                  now=NOW)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.breaches == ()
 
@@ -465,13 +468,13 @@ def test_ignore_unfixed_ignores_only_findings_known_to_have_no_fix(
     fix_available: bool | None, ignored: bool
 ) -> None:
     judged = load({"max_findings": {"HIGH": 0}, "ignore_unfixed": True})
-    verdict = judged.evaluate(REPO, [vuln(fix_available=fix_available)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(fix_available=fix_available)], now=NOW)
     assert (whys(verdict) == {CVE: "unfixed"}) is ignored
     assert (verdict.outcome is Outcome.APPROVED) is ignored
 
 
 def test_without_ignore_unfixed_an_unfixed_finding_counts() -> None:
-    verdict = load({"max_findings": {"HIGH": 0}}).evaluate(
+    verdict = evaluation.evaluate(load({"max_findings": {"HIGH": 0}}),
         REPO, [vuln(fix_available=False)], now=NOW)
     assert counted_ids(verdict) == [CVE]
 
@@ -480,7 +483,7 @@ def test_without_ignore_unfixed_an_unfixed_finding_counts() -> None:
                                                 (9.8, False), (None, False)])
 def test_min_score_ignores_findings_scored_below_it(score: float | None, ignored: bool) -> None:
     judged = load({"max_findings": {"HIGH": 0}, "min_score": 7})
-    verdict = judged.evaluate(REPO, [vuln(score=score)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(score=score)], now=NOW)
     assert (whys(verdict) == {CVE: "below_score"}) is ignored
     assert (verdict.outcome is Outcome.APPROVED) is ignored
 
@@ -494,7 +497,7 @@ def test_min_score_ignores_findings_scored_below_it(score: float | None, ignored
 def test_grace_days_ignore_findings_first_seen_recently(first_seen: datetime | None,
                                                        ignored: bool) -> None:
     judged = load({"max_findings": {"HIGH": 0}, "grace_days": {"HIGH": 7}})
-    verdict = judged.evaluate(REPO, [vuln(first_seen=first_seen)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(first_seen=first_seen)], now=NOW)
     assert (whys(verdict) == {CVE: "in_grace"}) is ignored
     assert (verdict.outcome is Outcome.APPROVED) is ignored
 
@@ -503,13 +506,14 @@ def test_grace_days_ignore_findings_first_seen_recently(first_seen: datetime | N
                          ids=["other-severity", "zero-days", "none"])
 def test_grace_days_apply_per_severity(grace_days: dict[str, int]) -> None:
     judged = load({"max_findings": {"HIGH": 0}, "grace_days": grace_days})
-    verdict = judged.evaluate(REPO, [vuln(first_seen=NOW - timedelta(hours=1))], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(first_seen=NOW - timedelta(hours=1))],
+                                  now=NOW)
     assert counted_ids(verdict) == [CVE]
 
 
 def test_a_finding_in_grace_says_when_its_grace_ends() -> None:
     judged = load({"grace_days": {"HIGH": 7}})
-    verdict = judged.evaluate(REPO, [vuln(first_seen=NOW - timedelta(days=3))], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(first_seen=NOW - timedelta(days=3))], now=NOW)
     (ignored,) = verdict.ignored
     assert ignored.detail.startswith("in grace until 2027-01-19 ")
 
@@ -525,7 +529,7 @@ def test_a_grace_period_past_the_calendar_still_gives_a_verdict(days: int,
         judged = load({"max_findings": {"HIGH": 0}, "grace_days": {"HIGH": days}})
     except PolicyError:
         return  # refusing such a policy would be a fix as good as judging with it
-    verdict = judged.evaluate(REPO, [vuln(first_seen=first_seen)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(first_seen=first_seen)], now=NOW)
     assert len(verdict.counted) + len(verdict.ignored) == 1
 
 
@@ -551,7 +555,7 @@ def test_an_exploitable_finding_quarantines_whatever_else_applies(
     # would let through
     judged = load({"block_if_exploit_available": True, **rules})
     # When evaluated
-    verdict = judged.evaluate(REPO, [vuln(exploit_available=True, **fields)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(exploit_available=True, **fields)], now=NOW)
     # Then the image is quarantined for it
     assert verdict.outcome is Outcome.QUARANTINED
     assert verdict.breaches == (Breach("block_if_exploit_available", None, 1, 1, (CVE,)),)
@@ -561,12 +565,12 @@ def test_an_exploitable_finding_quarantines_whatever_else_applies(
 @pytest.mark.parametrize("exploit", [False, None])
 def test_a_finding_without_a_known_exploit_is_not_blocked(exploit: bool | None) -> None:
     judged = load({"block_if_exploit_available": True})
-    verdict = judged.evaluate(REPO, [vuln(exploit_available=exploit)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(exploit_available=exploit)], now=NOW)
     assert verdict.outcome is Outcome.APPROVED
 
 
 def test_without_the_exploit_rule_an_exploitable_finding_only_counts() -> None:
-    verdict = load({}).evaluate(REPO, [vuln(exploit_available=True)], now=NOW)
+    verdict = evaluation.evaluate(load({}), REPO, [vuln(exploit_available=True)], now=NOW)
     assert verdict.outcome is Outcome.APPROVED
     assert counted_ids(verdict) == [CVE]
 
@@ -577,7 +581,7 @@ def test_block_if_epss_at_least_quarantines_likely_exploited_findings(
     epss: float | None, blocked: bool
 ) -> None:
     judged = load({"block_if_epss_at_least": 0.5, "ignore_unfixed": True})
-    verdict = judged.evaluate(REPO, [vuln(severity=Severity.LOW, epss=epss,
+    verdict = evaluation.evaluate(judged, REPO, [vuln(severity=Severity.LOW, epss=epss,
                                            fix_available=False)], now=NOW)
     assert (verdict.outcome is Outcome.QUARANTINED) is blocked
     if blocked:
@@ -591,7 +595,7 @@ def test_findings_over_a_warning_limit_approve_with_warnings() -> None:
     # Given a warning limit of one HIGH, and no hard limit
     judged = load({"warn_findings": {"HIGH": 1}})
     # When two HIGH findings are evaluated
-    verdict = judged.evaluate(REPO, [vuln(CVE), vuln(OTHER_CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE), vuln(OTHER_CVE)], now=NOW)
     # Then the image is approved with the warning listed
     assert verdict.outcome is Outcome.APPROVED_WITH_WARNINGS
     assert verdict.approved
@@ -602,13 +606,14 @@ def test_findings_over_a_warning_limit_approve_with_warnings() -> None:
 
 
 def test_findings_within_the_warning_limits_are_simply_approved() -> None:
-    verdict = load({"warn_findings": {"HIGH": 1}}).evaluate(REPO, [vuln()], now=NOW)
+    verdict = evaluation.evaluate(load({"warn_findings": {"HIGH": 1}}), REPO, [vuln()], now=NOW)
     assert (verdict.outcome, verdict.warnings) == (Outcome.APPROVED, ())
 
 
 def test_breaches_beat_warnings_which_are_still_listed() -> None:
     judged = load({"max_findings": {"CRITICAL": 0}, "warn_findings": {"HIGH": 0}})
-    verdict = judged.evaluate(REPO, [vuln(CVE, Severity.CRITICAL), vuln(OTHER_CVE)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(CVE, Severity.CRITICAL), vuln(OTHER_CVE)],
+                                  now=NOW)
     assert verdict.outcome is Outcome.QUARANTINED
     assert verdict.reasons == (f"CRITICAL: 1 finding over the limit of 0 ({CVE})",)
     assert [w.severity for w in verdict.warnings] == ["HIGH"]
@@ -616,7 +621,7 @@ def test_breaches_beat_warnings_which_are_still_listed() -> None:
 
 def test_ignored_findings_do_not_count_toward_warnings() -> None:
     judged = load({"warn_findings": {"HIGH": 0}, "ignore_unfixed": True})
-    verdict = judged.evaluate(REPO, [vuln(fix_available=False)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(fix_available=False)], now=NOW)
     assert verdict.outcome is Outcome.APPROVED
 
 
@@ -631,7 +636,7 @@ def test_an_unknown_mode_is_reported(value: str) -> None:
 
 
 def test_enforce_is_the_default_mode() -> None:
-    verdict = load({}).evaluate(REPO, [], now=NOW)
+    verdict = evaluation.evaluate(load({}), REPO, [], now=NOW)
     assert (verdict.mode, verdict.monitor) == ("enforce", False)
 
 
@@ -639,8 +644,8 @@ def test_monitor_mode_in_the_default_is_carried_by_every_verdict() -> None:
     # Given a monitor-mode policy
     judged = load({"max_findings": {"HIGH": 0}, "mode": "monitor"})
     # When an image breaking it is judged, and a scan fails
-    verdict = judged.evaluate(REPO, [vuln()], now=NOW)
-    failed = judged.scan_failed(REPO, "FAILED", None)
+    verdict = evaluation.evaluate(judged, REPO, [vuln()], now=NOW)
+    failed = evaluation.scan_failed(judged, REPO, "FAILED", None)
     # Then the verdicts are what enforce would decide, marked as monitor
     assert (verdict.outcome, verdict.mode, verdict.monitor) == (
         Outcome.QUARANTINED, "monitor", True)
@@ -650,8 +655,8 @@ def test_monitor_mode_in_the_default_is_carried_by_every_verdict() -> None:
 @pytest.mark.parametrize(("repository", "mode"), [("sandbox/x", "monitor"), (REPO, "enforce")])
 def test_monitor_mode_can_be_set_per_repository(repository: str, mode: str) -> None:
     judged = load({}, repositories=[{"match": "sandbox/*", "mode": "monitor"}])
-    assert judged.evaluate(repository, [], now=NOW).mode == mode
-    assert judged.scan_failed(repository, "FAILED", None).mode == mode
+    assert evaluation.evaluate(judged, repository, [], now=NOW).mode == mode
+    assert evaluation.scan_failed(judged, repository, "FAILED", None).mode == mode
 
 
 # --- scan failures ---------------------------------------------------------------------------
@@ -659,7 +664,7 @@ def test_monitor_mode_can_be_set_per_repository(repository: str, mode: str) -> N
 
 @pytest.mark.parametrize("state", [*STATES, "SOMETHING_NEW"])
 def test_a_failed_scan_is_quarantined_unless_the_policy_says_otherwise(state: str) -> None:
-    assert load({}).scan_failed(REPO, state, None).outcome is Outcome.QUARANTINED
+    assert evaluation.scan_failed(load({}), REPO, state, None).outcome is Outcome.QUARANTINED
 
 
 @pytest.mark.parametrize(
@@ -671,7 +676,7 @@ def test_a_failed_scan_is_quarantined_unless_the_policy_says_otherwise(state: st
 def test_on_scan_failure_can_choose_per_scan_state(state: str, outcome: Outcome) -> None:
     judged = load({"on_scan_failure": {"FAILED": "approve", "UNSUPPORTED_IMAGE": "approve",
                                        "FINDINGS_UNAVAILABLE": "quarantine"}})
-    verdict = judged.scan_failed(REPO, state, None)
+    verdict = evaluation.scan_failed(judged, REPO, state, None)
     choice = "approve" if outcome is Outcome.APPROVED else "quarantine"
     assert verdict.outcome is outcome
     assert verdict.reasons == (f"scan {state}; on_scan_failure of default is {choice}",)
@@ -681,12 +686,12 @@ def test_on_scan_failure_can_choose_per_scan_state(state: str, outcome: Outcome)
 def test_on_scan_failure_default_applies_to_unlisted_states(state: str) -> None:
     judged = load({"on_scan_failure": {"default": "approve", "FAILED": "quarantine"}})
     expected = Outcome.QUARANTINED if state == "FAILED" else Outcome.APPROVED
-    assert judged.scan_failed(REPO, state, None).outcome is expected
+    assert evaluation.scan_failed(judged, REPO, state, None).outcome is expected
 
 
 @pytest.mark.parametrize("state", STATES)
 def test_on_scan_failure_as_one_choice_applies_to_every_state(state: str) -> None:
-    assert load({"on_scan_failure": "approve"}).scan_failed(REPO, state, None).approved
+    assert evaluation.scan_failed(load({"on_scan_failure": "approve"}), REPO, state, None).approved
 
 
 @pytest.mark.parametrize(
@@ -706,9 +711,9 @@ def test_an_override_on_scan_failure_mapping_replaces_the_default_mapping_whole(
     judged = load({"on_scan_failure": {"default": "approve"}}, repositories=[
         {"match": "prod/*", "on_scan_failure": {"UNSUPPORTED_IMAGE": "approve"}}])
     # Then in prod/* the other states fall back to quarantine, not to the default's mapping
-    assert judged.scan_failed("prod/api", "UNSUPPORTED_IMAGE", None).approved
-    assert not judged.scan_failed("prod/api", "FAILED", None).approved
-    assert judged.scan_failed("dev/api", "FAILED", None).approved
+    assert evaluation.scan_failed(judged, "prod/api", "UNSUPPORTED_IMAGE", None).approved
+    assert not evaluation.scan_failed(judged, "prod/api", "FAILED", None).approved
+    assert evaluation.scan_failed(judged, "dev/api", "FAILED", None).approved
 
 
 # --- findings that could not all be read (FINDINGS_INCOMPLETE) ----------------------------
@@ -722,7 +727,7 @@ def test_incomplete_findings_are_quarantined_with_the_reason(on_scan_failure: An
     # Given a policy that quarantines failed scans (by default, or by name)
     rules = {} if on_scan_failure is None else {"on_scan_failure": on_scan_failure}
     # When a scan whose findings could not all be read is judged, with nothing blocking read
-    verdict = load(rules).judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(
+    verdict = evaluation.judge_scan(load(rules), REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(
         severity=Severity.LOW)], now=NOW)
     # Then it is quarantined, saying why, and the findings read are still reported
     assert verdict is not None
@@ -736,7 +741,8 @@ def test_incomplete_findings_are_quarantined_with_the_reason(on_scan_failure: An
 def test_incomplete_findings_follow_an_approving_on_scan_failure_when_nothing_read_blocks() -> None:
     judged = load({"max_findings": {"CRITICAL": 0},
                    "on_scan_failure": {"default": "quarantine", "FINDINGS_INCOMPLETE": "approve"}})
-    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(severity=Severity.HIGH)],
+    verdict = evaluation.judge_scan(judged, REPO, "FINDINGS_INCOMPLETE", WHY,
+                                    [vuln(severity=Severity.HIGH)],
                                 now=NOW)
     assert verdict is not None and verdict.outcome is Outcome.APPROVED
 
@@ -746,7 +752,7 @@ def test_a_blocking_finding_read_blocks_whatever_on_scan_failure_says(choice: st
     # Given a policy that approves (or quarantines) failed scans and blocks CRITICAL findings
     judged = load({"max_findings": {"CRITICAL": 0}, "on_scan_failure": choice})
     # When an incomplete scan of which a CRITICAL finding was read is judged
-    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY,
+    verdict = evaluation.judge_scan(judged, REPO, "FINDINGS_INCOMPLETE", WHY,
                                 [vuln(severity=Severity.CRITICAL)], now=NOW)
     # Then it is quarantined for both reasons
     assert verdict is not None
@@ -758,7 +764,8 @@ def test_a_blocking_finding_read_blocks_whatever_on_scan_failure_says(choice: st
 
 def test_incomplete_findings_with_warnings_read_are_never_plainly_approved() -> None:
     judged = load({"warn_findings": {"MEDIUM": 0}, "on_scan_failure": "approve"})
-    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, [vuln(severity=Severity.MEDIUM)],
+    verdict = evaluation.judge_scan(judged, REPO, "FINDINGS_INCOMPLETE", WHY,
+                                    [vuln(severity=Severity.MEDIUM)],
                                 now=NOW)
     assert verdict is not None and verdict.outcome is Outcome.APPROVED_WITH_WARNINGS
 
@@ -771,16 +778,16 @@ def test_incomplete_is_never_more_lenient_than_the_findings_read_or_on_scan_fail
     judged = load({"max_findings": {"CRITICAL": 0, "HIGH": 1}, "warn_findings": {"MEDIUM": 0},
                    "on_scan_failure": choice})
     found = [vuln(f"CVE-{i}", s) for i, s in enumerate(severities)]
-    verdict = judged.judge_scan(REPO, "FINDINGS_INCOMPLETE", WHY, found, now=NOW)
+    verdict = evaluation.judge_scan(judged, REPO, "FINDINGS_INCOMPLETE", WHY, found, now=NOW)
     assert verdict is not None
-    assert RANK[verdict.outcome] >= RANK[judged.evaluate(REPO, found, now=NOW).outcome]
-    assert RANK[verdict.outcome] >= RANK[judged.scan_failed(REPO, "FINDINGS_INCOMPLETE",
+    assert RANK[verdict.outcome] >= RANK[evaluation.evaluate(judged, REPO, found, now=NOW).outcome]
+    assert RANK[verdict.outcome] >= RANK[evaluation.scan_failed(judged, REPO, "FINDINGS_INCOMPLETE",
                                                             None).outcome]
 
 
 @pytest.mark.parametrize("status", ["IN_PROGRESS", "PENDING", "", "SOMETHING_NEW"])
 def test_a_scan_not_finished_has_no_verdict(status: str) -> None:
-    assert load({}).judge_scan(REPO, status, None, [vuln()], now=NOW) is None
+    assert evaluation.judge_scan(load({}), REPO, status, None, [vuln()], now=NOW) is None
 
 
 # --- UNDEFINED and UNTRIAGED -------------------------------------------------------------------
@@ -791,7 +798,7 @@ def test_the_builtin_policy_warns_of_unrated_findings_and_never_silently_approve
         severity: Severity) -> None:
     from gatekeeper.domain.policy import BUILTIN_POLICY
 
-    verdict = BUILTIN_POLICY.evaluate(REPO, [vuln(severity=severity)], now=NOW)
+    verdict = evaluation.evaluate(BUILTIN_POLICY, REPO, [vuln(severity=severity)], now=NOW)
     assert verdict.outcome is Outcome.APPROVED_WITH_WARNINGS
     assert verdict.reasons == (f"{severity.name}: 1 finding over the warning limit of 0 ({CVE})",)
 
@@ -799,9 +806,9 @@ def test_the_builtin_policy_warns_of_unrated_findings_and_never_silently_approve
 @pytest.mark.parametrize("severity", [Severity.UNDEFINED, Severity.UNTRIAGED])
 def test_a_policy_blocks_unrated_findings_by_naming_them(severity: Severity) -> None:
     judged = load({"max_findings": {severity.name: 0}})
-    assert judged.evaluate(REPO, [vuln(severity=severity)], now=NOW).outcome is (
+    assert evaluation.evaluate(judged, REPO, [vuln(severity=severity)], now=NOW).outcome is (
         Outcome.QUARANTINED)
-    assert load({}).evaluate(REPO, [vuln(severity=severity)], now=NOW).outcome is (
+    assert evaluation.evaluate(load({}), REPO, [vuln(severity=severity)], now=NOW).outcome is (
         Outcome.APPROVED)  # a policy naming neither lets them through, as documented
 
 
@@ -881,20 +888,20 @@ MIXED = [
 
 
 def test_every_finding_is_either_counted_or_ignored() -> None:
-    verdict = EVERYTHING.evaluate(REPO, MIXED, now=NOW)
+    verdict = evaluation.evaluate(EVERYTHING, REPO, MIXED, now=NOW)
     assert counted_ids(verdict) == ["CVE-2027-1004", "CVE-2027-1005"]
     assert whys(verdict) == {"CVE-2027-1000": "exception", "CVE-2027-1001": "unfixed",
                              "CVE-2027-1002": "below_score", "CVE-2027-1003": "in_grace"}
 
 
 def test_the_approved_reason_says_how_many_findings_counted() -> None:
-    verdict = EVERYTHING.evaluate(REPO, MIXED, now=NOW)
+    verdict = evaluation.evaluate(EVERYTHING, REPO, MIXED, now=NOW)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.reasons == ("2 counted finding(s) of 6, all within the limits of default",)
 
 
 def test_counts_and_highest_severity_cover_every_finding_ignored_or_not() -> None:
-    verdict = EVERYTHING.evaluate(REPO, MIXED, now=NOW)
+    verdict = evaluation.evaluate(EVERYTHING, REPO, MIXED, now=NOW)
     assert verdict.counts == {"CRITICAL": 2, "HIGH": 2, "MEDIUM": 1, "LOW": 1}
     assert verdict.highest_severity == "CRITICAL"
 
@@ -910,12 +917,12 @@ def test_counts_and_highest_severity_cover_every_finding_ignored_or_not() -> Non
     ],
 )
 def test_every_ignored_finding_says_why_in_words(fid: str, detail: str) -> None:
-    verdict = EVERYTHING.evaluate(REPO, MIXED, now=NOW)
+    verdict = evaluation.evaluate(EVERYTHING, REPO, MIXED, now=NOW)
     assert {i.finding.id: i.detail for i in verdict.ignored}[fid].startswith(detail)
 
 
 def test_an_excepted_finding_carries_its_exception() -> None:
-    verdict = EVERYTHING.evaluate(REPO, MIXED, now=NOW)
+    verdict = evaluation.evaluate(EVERYTHING, REPO, MIXED, now=NOW)
     refs = {i.finding.id: i.exception for i in verdict.ignored}
     assert refs == {
         "CVE-2027-1000": ExceptionRef("CVE-2027-1000", OWNER, "2027-01-31T23:00:00+00:00",
@@ -925,7 +932,7 @@ def test_an_excepted_finding_carries_its_exception() -> None:
 
 def test_an_exception_detail_names_the_expiry_date_as_written() -> None:
     judged = excepting(exception(CVE, expires="2027-01-31"))
-    (ignored,) = judged.evaluate(REPO, [vuln(CVE)], now=NOW).ignored
+    (ignored,) = evaluation.evaluate(judged, REPO, [vuln(CVE)], now=NOW).ignored
     assert f"by {OWNER}, expires 2027-01-31:" in ignored.detail
 
 
@@ -947,14 +954,14 @@ def test_an_exception_detail_names_the_expiry_date_as_written() -> None:
 def test_a_breach_names_the_rule_and_limit_that_broke(
     rules: dict[str, Any], found: list[Finding], breach: Breach, reason: str
 ) -> None:
-    verdict = load(rules).evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(load(rules), REPO, found, now=NOW)
     assert (verdict.breaches, verdict.reasons) == ((breach,), (reason,))
 
 
 def test_breaches_list_limits_before_blocks() -> None:
     judged = load({"max_findings": {"HIGH": 0}, "block_if_exploit_available": True,
                    "block_if_epss_at_least": 0.5})
-    verdict = judged.evaluate(REPO, [vuln(exploit_available=True, epss=0.9)], now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, [vuln(exploit_available=True, epss=0.9)], now=NOW)
     assert [b.rule for b in verdict.breaches] == [
         "max_findings", "block_if_exploit_available", "block_if_epss_at_least"]
 
@@ -1023,8 +1030,8 @@ def test_an_exception_never_makes_a_verdict_stricter(
     more = [*accepted]
     more.insert(position, extra)
     # When both judge the same findings
-    before = judge(rules, accepted).evaluate(REPO, found, now=NOW)
-    after = judge(rules, more).evaluate(REPO, found, now=NOW)
+    before = evaluation.evaluate(judge(rules, accepted), REPO, found, now=NOW)
+    after = evaluation.evaluate(judge(rules, more), REPO, found, now=NOW)
     # Then the outcome is as lenient or more
     assert RANK[after.outcome] <= RANK[before.outcome]
 
@@ -1034,8 +1041,8 @@ def test_an_exception_only_moves_findings_from_counted_to_ignored(
     rules: Rules, found: list[Finding], accepted: list[PolicyException],
     extra: PolicyException
 ) -> None:
-    before = judge(rules, accepted).evaluate(REPO, found, now=NOW)
-    after = judge(rules, [*accepted, extra]).evaluate(REPO, found, now=NOW)
+    before = evaluation.evaluate(judge(rules, accepted), REPO, found, now=NOW)
+    after = evaluation.evaluate(judge(rules, [*accepted, extra]), REPO, found, now=NOW)
     assert Counter(after.counted) <= Counter(before.counted)
 
 
@@ -1044,8 +1051,8 @@ def test_adding_findings_never_makes_a_verdict_more_lenient(
     rules: Rules, found: list[Finding], accepted: list[PolicyException], extra: list[Finding]
 ) -> None:
     judged = judge(rules, accepted)
-    before = judged.evaluate(REPO, found, now=NOW)
-    after = judged.evaluate(REPO, [*found, *extra], now=NOW)
+    before = evaluation.evaluate(judged, REPO, found, now=NOW)
+    after = evaluation.evaluate(judged, REPO, [*found, *extra], now=NOW)
     assert RANK[after.outcome] >= RANK[before.outcome]
 
 
@@ -1060,8 +1067,8 @@ def test_an_expired_exception_behaves_as_absent(
     # Given a policy, and the same policy with an expired exception anywhere in its list
     # When both judge the same findings
     # Then the verdicts are identical, exception reporting included
-    before = judge(rules, accepted).evaluate(REPO, found, now=NOW)
-    after = judge(rules, more).evaluate(REPO, found, now=NOW)
+    before = evaluation.evaluate(judge(rules, accepted), REPO, found, now=NOW)
+    after = evaluation.evaluate(judge(rules, more), REPO, found, now=NOW)
     assert after == before
 
 
@@ -1072,8 +1079,8 @@ def test_the_verdict_does_not_depend_on_finding_order(
     judged = judge(rules, accepted)
     shuffled = list(found)
     rnd.shuffle(shuffled)
-    before = judged.evaluate(REPO, found, now=NOW)
-    after = judged.evaluate(REPO, shuffled, now=NOW)
+    before = evaluation.evaluate(judged, REPO, found, now=NOW)
+    after = evaluation.evaluate(judged, REPO, shuffled, now=NOW)
     assert (after.outcome, after.reasons, after.breaches, after.warnings, after.counts,
             after.highest_severity, after.mode) == (
         before.outcome, before.reasons, before.breaches, before.warnings, before.counts,
@@ -1088,7 +1095,7 @@ def test_the_verdict_does_not_depend_on_finding_order(
 def test_counted_and_ignored_partition_the_findings(
     rules: Rules, found: list[Finding], accepted: list[PolicyException]
 ) -> None:
-    verdict = judge(rules, accepted).evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(judge(rules, accepted), REPO, found, now=NOW)
     assert Counter(verdict.counted) + Counter(i.finding for i in verdict.ignored) == Counter(found)
 
 
@@ -1096,7 +1103,7 @@ def test_counted_and_ignored_partition_the_findings(
 def test_every_ignored_finding_has_a_known_why_and_a_detail(
     rules: Rules, found: list[Finding], accepted: list[PolicyException]
 ) -> None:
-    verdict = judge(rules, accepted).evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(judge(rules, accepted), REPO, found, now=NOW)
     for ignored in verdict.ignored:
         assert ignored.why in {"exception", "unfixed", "below_score", "in_grace"}
         assert ignored.detail
@@ -1108,7 +1115,7 @@ def test_every_applicable_active_exception_is_used_or_unused(
     rules: Rules, found: list[Finding], accepted: list[PolicyException]
 ) -> None:
     judged = judge(rules, accepted)
-    verdict = judged.evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(judged, REPO, found, now=NOW)
     applicable = [e for e in judged.exceptions if e.covers_repository(REPO) and e.active(NOW)]
     reported = [*verdict.exceptions_used, *verdict.exceptions_unused]
     assert Counter(reported) == Counter(
@@ -1120,7 +1127,7 @@ def test_every_applicable_active_exception_is_used_or_unused(
 def test_quarantine_happens_exactly_when_a_counted_limit_or_a_block_breaks(
     rules: Rules, found: list[Finding]
 ) -> None:
-    verdict = judge(rules, []).evaluate(REPO, found, now=NOW)
+    verdict = evaluation.evaluate(judge(rules, []), REPO, found, now=NOW)
     over = any(sum(f.severity is s for f in verdict.counted) > limit
                for s, limit in rules.max_findings.items())
     exploited = rules.block_if_exploit_available and any(f.exploit_available for f in found)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.domain.findings import Severity
-from gatekeeper.domain.markup import escape
-from gatekeeper.domain.slack import (
+from gatekeeper.render.markup import escape
+from gatekeeper.render.slack import (
     FIELD_TEXT_MAX,
     FIELDS_MAX,
     HEADER_TEXT_MAX,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from gatekeeper.domain.markers import MarkerScheme
 
+SECRET_ENV = "GATEKEEPER_SLACK_SECRET_ARN"  # noqa: S105 - the name of a variable holding an ARN
+
 
 class ConfigError(Exception):
     """The function's environment is incomplete or inconsistent (a deployment error)."""

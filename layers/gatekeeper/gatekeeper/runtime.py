@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -14,8 +15,11 @@ from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import Config, ConfigError
+from gatekeeper.config import SECRET_ENV, Config, ConfigError
 from gatekeeper.service import Gatekeeper, Leases
+
+if TYPE_CHECKING:
+    from gatekeeper.service.slack import SlackNotifier
 
 # Standard retry mode absorbs throttling; shared by the functions and the operator CLI.
 BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
@@ -76,3 +80,17 @@ def sweeper() -> SweeperDeps:
                           config.reevaluation_queue_url),
         config,
         SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn))
+
+
+@cache
+def slack_notifier() -> SlackNotifier:
+    """The Slack function's notifier, from the environment the template sets (its modules
+    imported here: the judging functions never load them)."""
+    from gatekeeper.adapters.secrets import SecretWebhooks
+    from gatekeeper.adapters.webhook import WebhookPoster
+    from gatekeeper.service.slack import SlackNotifier
+
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    if not secret:
+        raise ConfigError(f"{SECRET_ENV} is not set: deploy with SlackWebhookSecretArn")
+    return SlackNotifier(SecretWebhooks(secret), WebhookPoster())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gatekeeper.domain.notification import Notification
+from gatekeeper.render.notification import Notification
 
 
 def message_attributes(notification: Notification) -> dict[str, dict[str, str]]:

@@ -1,5 +1,8 @@
 """Judging findings against a policy: one pass over the findings, every decision explained.
 
+The policy (:mod:`gatekeeper.domain.policy`) is data: its rules, overrides and exceptions.
+This module reads it and decides; nothing here is imported back by the policy.
+
 For each finding, in this order:
 
 1. an active exception that covers it (id, package, repository) exempts it from everything;
@@ -22,14 +25,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
 
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
+from gatekeeper.domain.policy import (
+    SCAN_DONE_STATES,
+    SCAN_FAILED_STATES,
+    Policy,
+    PolicyException,
+)
 from gatekeeper.domain.verdict import Breach, Ignored, Outcome, Verdict
-
-if TYPE_CHECKING:
-    from gatekeeper.domain.policy import Policy, PolicyException
 
 
 def _grace_end(first_seen: datetime, period: timedelta) -> datetime:
@@ -51,7 +56,9 @@ def _limit_breaches(rule: str, limits: Mapping[Severity, int],
 
 
 def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
-             now: datetime) -> Verdict:
+             now: datetime | None = None) -> Verdict:
+    """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``."""
+    now = now or datetime.now(UTC)
     rules = policy.rules_for(repository)
     findings = findings if isinstance(findings, list | tuple) else list(findings)
 
@@ -181,8 +188,23 @@ def scan_failed(policy: Policy, repository: str, status: str,
 _STRICTNESS = (Outcome.APPROVED, Outcome.APPROVED_WITH_WARNINGS, Outcome.QUARANTINED)
 
 
+def judge_scan(policy: Policy, repository: str, status: str, description: str | None,
+               findings: Iterable[Finding], now: datetime | None = None) -> Verdict | None:
+    """The verdict on a scan in ``status``; None while the scan is not finished.
+
+    FINDINGS_INCOMPLETE (``description`` says why): the stricter of on_scan_failure and
+    the verdict on the findings that were read."""
+    if status in SCAN_DONE_STATES:
+        return replace(evaluate(policy, repository, findings, now), scan_status=status)
+    if status == FINDINGS_INCOMPLETE:
+        return incomplete(policy, repository, findings, description, now)
+    if status in SCAN_FAILED_STATES:
+        return scan_failed(policy, repository, status, description)
+    return None
+
+
 def incomplete(policy: Policy, repository: str, findings: Iterable[Finding],
-               description: str | None, now: datetime) -> Verdict:
+               description: str | None, now: datetime | None = None) -> Verdict:
     """A finished scan whose findings could not all be read (FINDINGS_INCOMPLETE): the stricter
     of the policy's on_scan_failure and the verdict on the findings that were read, so that a
     blocking finding read still blocks even where scan failures are approved."""

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
 from gatekeeper.domain.schema import Validator, policy_schema
-from gatekeeper.domain.verdict import ExceptionRef, Outcome, Verdict
+from gatekeeper.domain.verdict import ExceptionRef, Outcome
 
 if TYPE_CHECKING:
     import yaml
@@ -164,33 +163,6 @@ class Policy:
             if len(self._by_repository) < 10_000:  # a policy lives minutes in a container
                 self._by_repository[repository] = found
         return found
-
-    def evaluate(self, repository: str, findings: Iterable[Finding],
-                 now: datetime | None = None) -> Verdict:
-        return evaluation.evaluate(self, repository, findings, now or datetime.now(UTC))
-
-    def judge_scan(self, repository: str, status: str, description: str | None,
-                   findings: Iterable[Finding], now: datetime | None = None) -> Verdict | None:
-        """The verdict on a scan in ``status``; None while the scan is not finished.
-
-        FINDINGS_INCOMPLETE (``description`` says why): the stricter of on_scan_failure and
-        the verdict on the findings that were read."""
-        if status in SCAN_DONE_STATES:
-            return dataclasses.replace(self.evaluate(repository, findings, now),
-                                       scan_status=status)
-        if status == FINDINGS_INCOMPLETE:
-            return evaluation.incomplete(self, repository, findings, description,
-                                         now or datetime.now(UTC))
-        if status in SCAN_FAILED_STATES:
-            return self.scan_failed(repository, status, description)
-        return None
-
-    def scan_failed(self, repository: str, status: str, description: str | None) -> Verdict:
-        return evaluation.scan_failed(self, repository, status, description)
-
-    def index(self, repository: str,
-              platforms: list[tuple[str, str, str, tuple[str, ...]]]) -> Verdict:
-        return evaluation.index_verdict(self, repository, platforms)
 
 
 # With no policy published yet, the gatekeeper fails closed: any CRITICAL or HIGH finding

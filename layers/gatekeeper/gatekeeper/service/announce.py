@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.events import ImageEvent
-from gatekeeper.domain.notification import (
+from gatekeeper.domain.policy import Notifications
+from gatekeeper.domain.verdict import Verdict
+from gatekeeper.observability import logger
+from gatekeeper.render.notification import (
     ImageRef,
     digest_entry,
     forgery_notification,
     verdict_notification,
 )
-from gatekeeper.domain.policy import Notifications
-from gatekeeper.domain.verdict import Verdict
-from gatekeeper.observability import logger
 from gatekeeper.service.ports import Notifier, Store
 
 

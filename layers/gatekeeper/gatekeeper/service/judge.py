@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from gatekeeper.adapters.ecr import Platform, ScanResult
 from gatekeeper.adapters.store import PENDING, ImageRecord
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.events import ImageEvent, Kind, Trigger
 from gatekeeper.domain.policy import SCAN_FAILED_STATES, Policy
 from gatekeeper.domain.verdict import Verdict
@@ -89,14 +90,16 @@ class Judge:
                  policy: Policy) -> Verdict | None:
         repo, now = event.repository, self.clock()
         if scan is not None:
-            verdict = policy.judge_scan(repo, scan.status, scan.description, scan.findings, now)
+            verdict = evaluation.judge_scan(policy, repo, scan.status, scan.description,
+                                            scan.findings, now)
             if verdict is not None:
                 return verdict
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
         if event.kind is not Kind.PUSH and event.scan_status in SCAN_FAILED_STATES:
-            return policy.scan_failed(repo, event.scan_status, "reported by the scan event")
+            return evaluation.scan_failed(policy, repo, event.scan_status,
+                                          "reported by the scan event")
         if event.kind is Kind.REEVALUATE and event.trigger == Trigger.SCAN_TIMEOUT:
-            return policy.scan_failed(repo, "SCAN_TIMEOUT", "no scan result in time"
+            return evaluation.scan_failed(policy, repo, "SCAN_TIMEOUT", "no scan result in time"
                                       + (f" (ECR reports {scan.status})" if scan else ""))
         if event.kind in (Kind.PUSH, Kind.REEVALUATE):
             return None
@@ -132,7 +135,7 @@ class Judge:
             logger.info("image index pending", repository=repo, digest=digest, waiting=waiting)
             return Pending(f"image index waiting for {', '.join(waiting)}")
         policy = self.policy(record)
-        verdict = policy.index(repo, [
+        verdict = evaluation.index_verdict(policy, repo, [
             (p.platform, p.digest, child.state, child.reasons)
             for p, child in judged if child is not None])
         return Judgement(verdict, policy)

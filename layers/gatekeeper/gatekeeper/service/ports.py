@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from gatekeeper.adapters.ecr import Platform, ScanResult
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
-from gatekeeper.domain.notification import Notification
 from gatekeeper.domain.policy import Policy
+from gatekeeper.render.notification import Notification
 
 
 class ScanNotReady(Exception):

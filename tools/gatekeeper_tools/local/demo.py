@@ -106,7 +106,7 @@ class Demo:
         """Once: SlackNotifierFunction run on these notifications, and the channel's view."""
         if self.slack is None or not notes:
             return
-        from gatekeeper.local.slack import render_text
+        from gatekeeper_tools.local.slack import render_text
 
         slack, self.slack = self.slack, None
         result, received = slack.deliver(notes)
@@ -237,8 +237,8 @@ def main() -> int:
     import boto3
     from moto import mock_aws
 
-    from gatekeeper.local.ecr import push_image, set_scan_result
-    from gatekeeper.local.stack import LocalDeployment
+    from gatekeeper_tools.local.ecr import push_image, set_scan_result
+    from gatekeeper_tools.local.stack import LocalDeployment
 
     with mock_aws():
         deployment = LocalDeployment.create(str(ROOT / "template.yaml"), region=REGION)
@@ -255,7 +255,7 @@ def main() -> int:
              "matches invokes its function in-process with the template's environment.")
         demo = Demo(deployment, boto3.client("ecr", region_name=REGION),
                     boto3.client("sqs", region_name=REGION), queue_url)
-        from gatekeeper.local.slack import LocalSlack
+        from gatekeeper_tools.local.slack import LocalSlack
 
         demo.slack = LocalSlack.start(REGION)
         digests = {}

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from gatekeeper.domain.markup import ICONS, escape
-from gatekeeper.domain.report import explain, verdict_document
 from gatekeeper.domain.verdict import Verdict
+from gatekeeper.render.markup import ICONS, escape
+from gatekeeper.render.report import explain, verdict_document
 
 SCHEMA = "gatekeeper.notification/v1"
 SNS_MAX_BYTES = 262_144  # message, subject and attributes together

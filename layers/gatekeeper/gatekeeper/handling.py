@@ -1,13 +1,21 @@
-"""What every handler does with an event: parse it, judge it, count it, log why."""
+"""What every Lambda handler does with its event: parse it, hand it to its use case, count
+the result, log why. The functions' ``app.py`` modules import this module only: it gives them
+the observability decorators and one entry function each (``on_push``, ``on_scan``,
+``on_reevaluate``, ``on_sweep``, ``on_slack``), bound to the container's wiring
+(:mod:`gatekeeper.runtime`)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gatekeeper import sweeper
+from gatekeeper import runtime
+from gatekeeper.adapters.webhook import WebhookError
+from gatekeeper.config import ConfigError
 from gatekeeper.domain.events import (
     Ignored,
     ImageEvent,
@@ -17,11 +25,23 @@ from gatekeeper.domain.events import (
     parse_event,
     parse_reevaluation,
 )
-from gatekeeper.observability import MetricUnit, logger, metrics
-from gatekeeper.service import Gatekeeper
+from gatekeeper.observability import (
+    EVENTBRIDGE_CORRELATION,
+    MetricUnit,
+    logger,
+    metrics,
+    tracer,
+)
+from gatekeeper.service import Gatekeeper, sweep
 
 if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
+    from gatekeeper.service.slack import SlackNotifier
+
+__all__ = ["EVENTBRIDGE_CORRELATION", "logger", "metrics", "on_push", "on_reevaluate",
+           "on_scan", "on_slack", "on_sweep", "tracer"]
+
+SAFETY_MARGIN = 5.0  # seconds kept back from the Lambda timeout for logging and the raise
 
 # One metric per result, so every invocation is counted by what it led to.
 _RESULT_METRICS = {
@@ -143,16 +163,85 @@ def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
         key = ((event.get("detail") or {}).get("object") or {}).get("key")
         if key != config.policy_key:
             return {"status": "ignored", "reason": f"object {key!r} is not the policy"}
-        count = sweeper.policy_published(store, queue)
+        count = sweep.policy_published(store, queue)
         _count("PolicyReevaluationsQueued")
         return {"status": "queued", "trigger": "policy", "count": count}
     if source == "aws.events":
         at = now()
-        count = sweeper.sweep(store, queue, at, timedelta(minutes=config.scan_timeout_minutes))
+        count = sweep.sweep(store, queue, at, timedelta(minutes=config.scan_timeout_minutes))
         metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count, value=count)
-        digested = sweeper.send_digests(store, notifier, at)
+        digested = sweep.send_digests(store, notifier, at)
         if digested:
             metrics.add_metric(name="VerdictsDigested", unit=MetricUnit.Count, value=digested)
         return {"status": "queued", "trigger": "sweep", "count": count, "digested": digested}
     logger.info("event ignored", reason="not a schedule nor a policy upload", source=source)
     return {"status": "ignored", "reason": "not a schedule nor a policy upload"}
+
+
+def _time_left(context: Any) -> Callable[[], float]:
+    """Seconds left for posting: the invocation's remaining time less a safety margin."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    budget = (remaining() / 1000 if callable(remaining) else 60.0) - SAFETY_MARGIN
+    end = time.monotonic() + max(1.0, budget)
+    return lambda: end - time.monotonic()
+
+
+def handle_sns(event: Any, notifier: Callable[[], SlackNotifier],
+               context: Any = None) -> dict[str, int]:
+    """Post every record's notification; raise (after trying them all) if any failed."""
+    from gatekeeper.service.slack import MalformedNotification, deliver  # the Slack function's
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        logger.error("malformed SNS event rejected: no Records; it goes to the dead-letter "
+                     "queue")
+        _count("SlackNotificationsMalformed")
+        raise MalformedNotification("the event has no SNS Records")
+    try:
+        slack = notifier()
+    except ConfigError as err:
+        logger.error("Slack notifier not configured; the invocation fails", reason=str(err))
+        raise
+    time_left = _time_left(context)
+    outcomes: Counter[str] = Counter()
+    errors: list[Exception] = []
+    for record in records:
+        try:
+            outcomes[deliver(record, slack, time_left)] += 1
+        except (MalformedNotification, ConfigError, WebhookError) as err:
+            errors.append(err)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise WebhookError(f"{len(errors)} of {len(records)} notifications failed; first: "
+                           f"{errors[0]}")
+    return dict(outcomes)
+
+
+# --- one entry per function, bound to the container's wiring (looked up on every call, so
+# tests may replace runtime's factories) ---------------------------------------------------
+
+def on_push(event: Any) -> dict[str, Any]:
+    """ECR push: judge the image if it was already scanned, else record it as pending."""
+    return handle_event(event, accept={Kind.PUSH}, gatekeeper=runtime.gatekeeper)
+
+
+def on_scan(event: Any) -> dict[str, Any]:
+    """ECR basic scan and Inspector2 scan results: judge, tag and notify."""
+    return handle_event(event, accept={Kind.BASIC_SCAN, Kind.ENHANCED_SCAN},
+                        gatekeeper=runtime.gatekeeper)
+
+
+def on_reevaluate(event: Any) -> dict[str, Any]:
+    """The re-evaluation queue's SQS batches."""
+    return handle_batch(event, gatekeeper=runtime.gatekeeper)
+
+
+def on_sweep(event: Any) -> dict[str, Any]:
+    """The hourly schedule and policy uploads."""
+    return handle_sweep(event, deps=runtime.sweeper, now=runtime.now)
+
+
+def on_slack(event: Any, context: Any) -> dict[str, int]:
+    """The verdict topic's notifications, posted to Slack."""
+    return handle_sns(event, notifier=runtime.slack_notifier, context=context)

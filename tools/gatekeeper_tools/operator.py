@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from gatekeeper.adapters.ecr import ImageGone
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord, VerdictStore
 from gatekeeper.config import Config
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.events import (
     REQUEST_MARK,
     Ignored,
@@ -600,7 +601,7 @@ def _dry_run(gatekeeper: Gatekeeper, item: Planned) -> Row:
         raise
     except Exception as err:
         return Row(repo, digest, "failed", _one_line(err))
-    verdict = (policy.judge_scan(repo, scan.status, scan.description, scan.findings,
+    verdict = (evaluation.judge_scan(policy, repo, scan.status, scan.description, scan.findings,
                                  datetime.now(UTC)) if scan is not None else None)
     if verdict is None:
         return Row(repo, digest, "would-pend",
@@ -736,7 +737,7 @@ def replay_dlq(deployment: Deployment, *, max_messages: int | None = None,
 def _replay_one(message: Mapping[str, Any], accept: set[Kind],
                 gatekeeper: Callable[[], Gatekeeper], dry_run: bool,
                 slack: Callable[[], Any] | None = None) -> tuple[str, str]:
-    from gatekeeper.entry import handle_event  # the handlers' own entry point
+    from gatekeeper.handling import handle_event  # the handlers' own entry point
 
     letter = read_letter(message.get("Body") or "", message.get("MessageAttributes"))
     if letter.event is None:
@@ -774,8 +775,9 @@ def _is_sns_event(event: Mapping[str, Any]) -> bool:
 def _slack_notifier(deployment: Deployment) -> Any:
     """The Slack notifier as the function builds it, reading the stack's secret through this
     session (so --endpoint-url reaches a local Secrets Manager too)."""
+    from gatekeeper.adapters.secrets import SecretWebhooks
     from gatekeeper.adapters.webhook import WebhookPoster
-    from gatekeeper.slack_entry import SecretWebhooks, SlackNotifier
+    from gatekeeper.service.slack import SlackNotifier
 
     if not deployment.slack_secret:
         raise OperatorError("no SlackWebhookSecretArn: pass --stack (or set "
@@ -787,7 +789,7 @@ def _slack_notifier(deployment: Deployment) -> Any:
 def _replay_slack(letter: Letter, slack: Callable[[], Any] | None,
                   dry_run: bool) -> tuple[str, str]:
     """A failed invocation of the Slack notifier: post its notifications again."""
-    from gatekeeper.slack_entry import handle_sns
+    from gatekeeper.handling import handle_sns
 
     was = f" (failed with {_one_line_text(letter.error)})" if letter.error else ""
     event = letter.event or {}

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gatekeeper.domain.markup import ESCAPES, ICONS, plain
-from gatekeeper.domain.notification import SCHEMA
+from gatekeeper.render.markup import ESCAPES, ICONS, plain
+from gatekeeper.render.notification import SCHEMA
 
 KINDS = ("verdict", "forged_marker", "digest")
 

@@ -10,8 +10,8 @@ from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.domain.events import Trigger, reevaluation_request
-from gatekeeper.domain.notification import digest_notification
 from gatekeeper.observability import logger
+from gatekeeper.render.notification import digest_notification
 
 
 def due(store: VerdictStore, now: datetime, scan_timeout: timedelta

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gatekeeper import operator as ops
 from gatekeeper.config import ConfigError
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FindingsError
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, parse_policy
-from gatekeeper.domain.report import explain, verdict_document
 from gatekeeper.domain.scan_input import ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
+from gatekeeper.render.report import explain, verdict_document
+from gatekeeper_tools import operator as ops
 
 EXIT_OK = 0
 EXIT_QUARANTINED = 1
@@ -86,7 +87,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not repository:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
-    verdict = policy.judge_scan(repository, scan.status, scan.description, scan.findings)
+    verdict = evaluation.judge_scan(policy, repository, scan.status, scan.description,
+                                    scan.findings)
     if verdict is None:
         raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
     code = exit_code(verdict)
@@ -133,7 +135,7 @@ def _text(verdict: Verdict, repository: str, digest: str | None, tags: list[str]
     return "\n".join(head + explain(verdict))
 
 
-# --- operator commands (the logic is in gatekeeper.operator) --------------------------------
+# --- operator commands (the logic is in gatekeeper_tools.operator) --------------------------------
 
 def _deployment(args: argparse.Namespace) -> ops.Deployment:
     return ops.resolve(

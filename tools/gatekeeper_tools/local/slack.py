@@ -191,7 +191,7 @@ class LocalSlack:
 
         import boto3
 
-        from gatekeeper.slack_entry import SECRET_ENV
+        from gatekeeper.config import SECRET_ENV
 
         receiver = WebhookReceiver().start()
         arn = boto3.client("secretsmanager", region_name=region).create_secret(
@@ -203,7 +203,7 @@ class LocalSlack:
         """Run the notifier on these SNS notifications; its result (or the exception it
         raised) and the messages the webhook received."""
         from functions.slack_notifier.app import handler
-        from gatekeeper.local.stack import LambdaContext
+        from gatekeeper_tools.local.stack import LambdaContext
 
         before = len(self.receiver.requests)
         context = LambdaContext("SlackNotifierFunction", 256,
