@@ -277,9 +277,7 @@ class FindingsReader:
         where = f"page {self.pages}"
         if scan_findings is None:
             return
-        if not isinstance(scan_findings, Mapping):
-            self._unreadable.append(f"{where}: imageScanFindings is "
-                                    f"{type(scan_findings).__name__}, not an object")
+        if not self._is_object(scan_findings, f"{where}: imageScanFindings"):
             return
         self._counts(scan_findings.get("findingSeverityCounts"), where)
         for key, parse in _LISTS:
@@ -294,21 +292,24 @@ class FindingsReader:
             return
         self._lists += 1
         for index, item in enumerate(value):
-            if not isinstance(item, Mapping):
-                self._unreadable.append(f"{where}[{index}] is {type(item).__name__}, "
-                                        "not an object")
+            if not self._is_object(item, f"{where}[{index}]"):
                 continue
             try:
                 self.findings.append(parse(item))
             except UndefinedSeverity as err:
                 self._undefined.append(str(err))
 
+    def _is_object(self, value: object, what: str) -> bool:
+        """Whether ``value`` is a JSON object; if not, ``what`` is noted as unreadable."""
+        if isinstance(value, Mapping):
+            return True
+        self._unreadable.append(f"{what} is {type(value).__name__}, not an object")
+        return False
+
     def _counts(self, counts: object, where: str) -> None:
         if counts is None:
             return
-        if not isinstance(counts, Mapping):
-            self._unreadable.append(f"{where}: findingSeverityCounts is "
-                                    f"{type(counts).__name__}, not an object")
+        if not self._is_object(counts, f"{where}: findingSeverityCounts"):
             return
         read: dict[str, int] = {}
         for key, value in counts.items():

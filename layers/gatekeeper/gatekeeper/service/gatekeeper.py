@@ -285,12 +285,7 @@ class Gatekeeper:
                 notified = self.announcer.verdict(event, committed, verdict, previous,
                                                   committed.marker, tags, settings)
         except ImageGone as gone:
-            logger.warning("image deleted before it could be tagged", repository=repo,
-                           digest=digest, reason=str(gone))
-            self.store.put(self.leases.cleared(replace(committed, settled=True, gone=True)),
-                           committed.revision)
-            return Result("image-gone", repo, digest, verdict=str(verdict.outcome),
-                          reason=str(gone))
+            return self._gone(committed, repo, digest, gone, verdict, committed=True)
         except Exception:
             self.leases.release(committed)
             raise
@@ -304,10 +299,15 @@ class Gatekeeper:
                       marker=committed.marker, notified=notified)
 
     def _gone(self, record: ImageRecord | None, repo: str, digest: str, gone: ImageGone,
-              verdict: Verdict) -> Result:
+              verdict: Verdict, *, committed: bool = False) -> Result:
+        """The image was deleted before it could be tagged: the record says so. Past the
+        commit (``committed``), the change is settled and the image's lease released."""
         logger.warning("image deleted before it could be tagged", repository=repo,
                        digest=digest, reason=str(gone))
-        if record is not None and not record.gone:
+        if committed and record is not None:
+            self.store.put(self.leases.cleared(replace(record, settled=True, gone=True)),
+                           record.revision)
+        elif record is not None and not record.gone:
             self.store.put(replace(record, gone=True), record.revision)
         return Result("image-gone", repo, digest, verdict=str(verdict.outcome), reason=str(gone))
 
