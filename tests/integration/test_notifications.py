@@ -146,7 +146,7 @@ def test_the_message_carries_one_rendering_per_protocol() -> None:
     content = chatbot["content"]
     assert content["textType"] == "client-markdown"
     assert content["title"] == ":no_entry: QUARANTINED: team-a/web:v1"
-    assert "APPROVED → QUARANTINED" in content["description"]
+    assert "*was APPROVED*" in content["description"]
     assert "CRITICAL: 1 finding over the limit of 0 (CVE-2023-4863)" in content["description"]
     assert "ECR console" in content["description"]
     assert any("exception" in step for step in content["nextSteps"])

@@ -122,7 +122,7 @@ def test_body_names_the_image_verdict_reasons_and_counts() -> None:
         "Repository:   team-a/web",
         "Tags:         v1.4.2, latest",
         f"Digest:       {DIGEST}",
-        "Verdict:      QUARANTINED (APPROVED -> QUARANTINED)",
+        "Verdict:      QUARANTINED (was APPROVED)",
         "Marker tag:   quarantined-9b1a3f6c2d4e",
         "Findings:     CRITICAL 1, MEDIUM 2",
         "Policy:       version builtin-strict, rule default",
@@ -135,11 +135,27 @@ def test_body_names_the_image_verdict_reasons_and_counts() -> None:
 def test_body_of_a_first_verdict_without_findings_or_tags() -> None:
     image = ImageRef("team-a/web", DIGEST)
     lines = notify(image, APPROVED, previous=None, marker=None).message.splitlines()
-    assert "Verdict:      APPROVED (new verdict: APPROVED)" in lines
+    assert "Verdict:      APPROVED (first verdict)" in lines
     assert "Tags:         (untagged)" in lines
     assert "Findings:     none" in lines
     assert "Marker tag:   (none)" in lines
     assert "  - 0 counted finding(s) of 0, all within the limits of default" in lines
+
+
+@pytest.mark.parametrize(("previous", "said"), [(None, "first verdict"),
+                                                 ("APPROVED", "was APPROVED")])
+def test_the_verdict_line_says_the_outcome_once(previous: str | None, said: str) -> None:
+    # Given a quarantine, first or following an approval
+    # When the notification is built
+    note = notify(previous=previous)
+
+    # Then the e-mail names the outcome once, then what it was before (or that it is the first)
+    assert f"Verdict:      QUARANTINED ({said})" in note.message.splitlines()
+    # and the Chatbot description, under a title that names the outcome, only the change
+    assert note.chatbot["content"]["title"].startswith(":no_entry: QUARANTINED: ")
+    description = note.chatbot["content"]["description"]
+    assert description.startswith(f"*{said}* · `{DIGEST}`")
+    assert "QUARANTINED" not in description
 
 
 def test_body_lists_every_reason() -> None:

@@ -681,6 +681,31 @@ def test_a_failed_scan_is_quarantined_by_default() -> None:
     assert (verdict.counts, verdict.highest_severity, verdict.breaches) == ({}, None, ())
 
 
+@pytest.mark.parametrize("description", [
+    "UnsupportedImageError: The operating system and/or package manager are not supported.",
+    "UnsupportedImageError: The operating system and/or package manager are not supported",
+    "UnsupportedImageError: The operating system and/or package manager are not supported. \n",
+    "UnsupportedImageError: The operating system and/or package manager are not supported;",
+])
+def test_a_failed_scan_reason_joins_its_description_without_doubled_punctuation(
+        description: str) -> None:
+    # Given a failed scan whose description (ECR's own text) ends with a period or a space
+    # When it is judged
+    verdict = evaluation.scan_failed(parse_policy("version: 1\ndefault: {}\n", version="v1"),
+                                     "team-c/legacy", "FAILED", description)
+
+    # Then the reason reads as one sentence: no ".;" where the clauses meet
+    assert verdict.reasons == (
+        "scan FAILED: UnsupportedImageError: The operating system and/or package manager are "
+        "not supported; on_scan_failure of default is quarantine",)
+
+
+def test_a_failed_scan_whose_description_is_only_punctuation_has_no_detail() -> None:
+    verdict = evaluation.scan_failed(parse_policy("version: 1\ndefault: {}\n", version="v1"),
+                                     "r", "FAILED", " . ")
+    assert verdict.reasons == ("scan FAILED; on_scan_failure of default is quarantine",)
+
+
 def test_a_failed_scan_is_approved_when_the_policy_says_approve() -> None:
     verdict = evaluation.scan_failed(policy({"CRITICAL": 0}, on_scan_failure="approve"),
         "r", "UNSUPPORTED_IMAGE", None)

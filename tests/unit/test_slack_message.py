@@ -149,6 +149,41 @@ def test_an_approval_is_short() -> None:
     assert_within_limits(payload)
 
 
+def test_a_first_verdict_says_so_and_names_its_outcome_once() -> None:
+    # Given an image's first verdict (nothing was notified before)
+    document = verdict_document(judged([]), previous=None, marker="approved-0a87789e4064")
+
+    # When it is rendered
+    text = text_of(slack_message(document))
+
+    # Then the verdict field says it is the first, without repeating the outcome
+    assert "*Verdict*\nAPPROVED (first verdict)" in text
+
+
+@pytest.mark.parametrize("kind", ["verdict", "forged_marker", "digest"])
+def test_the_time_is_shown_in_utc_to_the_second(kind: str) -> None:
+    # Given a notification whose time has microseconds and another offset than UTC
+    document = {"verdict": lambda: verdict_document(judged([])), "forged_marker":
+                forgery_document, "digest": lambda: digest_document(1)}[kind]()
+    document["time"] = "2026-11-20T02:55:49.676849+01:00"
+
+    # When it is rendered
+    text = text_of(slack_message(document))
+
+    # Then people read it in UTC, to the second
+    assert "2026-11-20T01:55:49Z" in text
+    assert "676849" not in text and "+01:00" not in text
+
+
+def test_a_time_that_is_not_iso_8601_is_shown_as_it_is_escaped() -> None:
+    # Given a document whose time is not an ISO 8601 time
+    document = verdict_document(judged([]))
+    document["time"] = "yesterday <noon>"
+
+    # When it is rendered, then it is shown as it is, escaped
+    assert "yesterday &lt;noon&gt;" in text_of(slack_message(document))
+
+
 def test_monitor_mode_is_said_in_the_header() -> None:
     verdict = judged([finding(1, Severity.CRITICAL)], "version: 1\ndefault:\n  max_findings: "
                      "{CRITICAL: 0}\n  mode: monitor\n")

@@ -168,10 +168,21 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     )
 
 
+# What may end a sentence from outside (an ECR scan description, say) before "; " joins
+# another clause to it: "not supported.; on_scan_failure" reads as a typo.
+_CLAUSE_END = " \t\r\n.;:,"
+
+
+def _clause(text: object) -> str:
+    """``text`` as a clause to join with ``; ``: without trailing punctuation or space."""
+    return str(text).rstrip(_CLAUSE_END) if text else ""
+
+
 def scan_failed(policy: Policy, repository: str, status: str,
                 description: str | None) -> Verdict:
     rules = policy.rules_for(repository)
     outcome = rules.scan_failure_outcome(status)
+    description = _clause(description)
     detail = f": {description}" if description else ""
     choice = "approve" if outcome is Outcome.APPROVED else "quarantine"
     return Verdict(

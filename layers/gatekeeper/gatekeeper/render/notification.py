@@ -121,7 +121,7 @@ def verdict_notification(
     shown_tags = ", ".join(tags) if tags else "(untagged)"
     name = f"{image.repository}:{tags[0]}" if tags else image.short
     subject = _subject(f"[{verdict.outcome}] {name}")
-    change = f"{previous} -> {verdict.outcome}" if previous else f"new verdict: {verdict.outcome}"
+    change = f"was {previous}" if previous else "first verdict"  # the outcome is said once
     counts = ", ".join(f"{k} {v}" for k, v in verdict.counts.items()) or "none"
     lines = [
         f"Image {verdict.outcome}: {image.repository}",
@@ -175,7 +175,7 @@ def verdict_notification(
 def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str | None,
                      verdict_id: str) -> dict[str, Any]:
     outcome = str(verdict.outcome)
-    change = f"{previous} → {outcome}" if previous else "new verdict"
+    change = f"was {previous}" if previous else "first verdict"  # the title says the outcome
     description = [f"*{escape(change)}* · `{image.digest}`",
                    f"Policy version `{escape(verdict.policy_version)}`, rule "
                    f"`{escape(verdict.matched_rule)}`, mode {verdict.mode}", ""]

@@ -23,6 +23,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -264,6 +265,19 @@ def _name(image: Mapping[str, Any]) -> str:
     return f"{repository}@{digest[:19]}" if digest else repository
 
 
+def _when(value: Any) -> str:
+    """A document's ``time`` as people read it: ``2026-11-20T01:55:49Z`` (UTC, to the second)
+    for an ISO 8601 time with its offset; anything else as it is, escaped and clipped."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is not None:
+                return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (ValueError, OverflowError):  # not ISO 8601, or off the calendar in UTC
+            pass
+    return clip(value, 40)
+
+
 def _digest(value: Any) -> str:
     return f"`{value}`" if isinstance(value, str) and _DIGEST.fullmatch(value) else clip(
         value or "(unknown)", 150)
@@ -377,7 +391,7 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     expiring = [_dict(e) for e in _list(exceptions.get("expiring"))]
     policy = _dict(verdict.get("policy"))
     url = _console(image)
-    change = f"{outcome} (was {plain(previous)})" if previous else f"{outcome} (new)"
+    change = f"{outcome} (was {plain(previous)})" if previous else f"{outcome} (first verdict)"
     counts = _dict(verdict.get("counts"))
     counts_text = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
     first_reason = reasons[0] if reasons else ""
@@ -437,7 +451,7 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
                 [_exception_line(e, detail) for e in expiring], cap=detail.exceptions)))
         blocks.append(_console_line(url))
         notes = [f"verdict `{clip(doc.get('verdict_id'), 60)}`" if doc.get("verdict_id")
-                 else "", clip(doc.get("time"), 40)]
+                 else "", _when(doc.get("time"))]
         if doc.get("channel"):
             notes.append(f"channel {clip(doc['channel'], 64)}")
         if _int(omitted.get("counted")) or _int(omitted.get("ignored")):
@@ -483,7 +497,7 @@ def _forgery_message(doc: Mapping[str, Any]) -> dict[str, Any]:
                 ("Tag pushed", clip(tag, 150)),
                 ("Action", clip(action, 200)),
                 ("Recorded verdict", clip(alert.get("recorded_verdict") or "none yet", 60)),
-                ("Time", clip(doc.get("time") or "?", 40)),
+                ("Time", _when(doc.get("time")) or "?"),
             ]),
             _console_line(url),
         ]
@@ -526,7 +540,7 @@ def _digest_message(doc: Mapping[str, Any]) -> dict[str, Any]:
             lines = [_entry_line(e, detail) for e in entries]
             texts = _chunks("*Changes*", lines, total=total, cap=detail.entries)
             blocks.extend(_section(t) for t in texts[:MAX_BLOCKS - 4])
-        blocks.append(_context(clip(doc.get("time"), 40),
+        blocks.append(_context(_when(doc.get("time")),
                                f"channel {clip(doc['channel'], 64)}" if doc.get("channel")
                                else ""))
         return {"text": clip(fallback, FALLBACK_TEXT_MAX), "blocks": blocks}
