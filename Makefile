@@ -9,6 +9,8 @@ PY          := $(VENV)/bin/python
 # domain needs (PyYAML) and the tests' own tools: an AWS import there fails the run.
 DOMAIN_VENV := .venv-domain
 DOMAIN_DEPS := pytest hypothesis jsonschema PyYAML
+# This checkout's packages, as pytest's `pythonpath` sees them (lint-imports needs them too).
+SOURCES     := layers/gatekeeper:tools:.
 SAM_VERSION := 1.170.0
 SAM         := $(TOOLS)/sam/bin/sam
 LAYER_BUILD := .aws-sam/build/GatekeeperLayer/python
@@ -51,8 +53,9 @@ demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedde
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff), unit tests without AWS packages, then every test
+test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff, import contracts), unit tests without AWS packages, then every test
 	$(PY) -m ruff check .
+	PYTHONPATH=$(SOURCES) $(VENV)/bin/lint-imports --no-cache --no-logo
 	PYTHONPATH=layers/gatekeeper:. $(DOMAIN_VENV)/bin/python -m pytest -q tests/unit
 	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$(CURDIR)/$(TOOLS)/checkov/bin:$$PATH" $(PY) -m pytest
 
