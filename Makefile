@@ -5,6 +5,12 @@ TOOLS       := .tools
 UV          := $(TOOLS)/bootstrap/bin/uv
 VENV        := .venv
 PY          := $(VENV)/bin/python
+# The domain's and renderers' unit tests run a second time in a venv holding only what the
+# domain needs (PyYAML) and the tests' own tools: an AWS import there fails the run.
+DOMAIN_VENV := .venv-domain
+DOMAIN_DEPS := pytest hypothesis jsonschema PyYAML
+# This checkout's packages, as pytest's `pythonpath` sees them (lint-imports needs them too).
+SOURCES     := layers/gatekeeper:tools:.
 SAM_VERSION := 1.170.0
 SAM         := $(TOOLS)/sam/bin/sam
 LAYER_BUILD := .aws-sam/build/GatekeeperLayer/python
@@ -26,6 +32,11 @@ $(VENV)/.installed: pyproject.toml layers/gatekeeper/requirements.txt | $(UV)
 	$(UV) pip install -q --python $(PY) -e '.[dev]'
 	@touch $@
 
+$(DOMAIN_VENV)/.installed: Makefile | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(DOMAIN_VENV)
+	$(UV) pip install -q --python $(DOMAIN_VENV)/bin/python $(DOMAIN_DEPS)
+	@touch $@
+
 $(SAM): | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(TOOLS)/sam
 	$(UV) pip install -q --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
@@ -42,8 +53,10 @@ demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedde
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-test: $(VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff, security rules included), then every test (domain, handlers on moto, template, checkov)
+test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff, import contracts), unit tests without AWS packages, then every test
 	$(PY) -m ruff check .
+	PYTHONPATH=$(SOURCES) $(VENV)/bin/lint-imports --no-cache --no-logo
+	PYTHONPATH=layers/gatekeeper:. $(DOMAIN_VENV)/bin/python -m pytest -q tests/unit
 	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$(CURDIR)/$(TOOLS)/checkov/bin:$$PATH" $(PY) -m pytest
 
 lint: $(VENV)/.installed  ## ruff only
@@ -71,4 +84,4 @@ build: $(SAM)  ## sam build (python3.13/arm64) into .aws-sam/, the layer compile
 	else echo "sam build needs python3.13 on PATH, or Docker with: sam build --use-container" >&2; exit 1; fi
 
 clean:  ## remove the local environments and build output
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(DOMAIN_VENV) $(TOOLS) .aws-sam .pytest_cache

@@ -20,7 +20,7 @@ from gatekeeper.render.notification import (
     forgery_notification,
     verdict_notification,
 )
-from tests.support import ACCOUNT, EVENTS, REGION
+from tests.domain_support import ACCOUNT, EVENTS, REGION
 
 DIGEST = "sha256:0a87789e4064d1f3b5a0c9e2f7d6b4a1c3e5f7091b2d4f6a8c0e2f4a6b8d0f2a"
 STRICT = "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"

@@ -1,11 +1,15 @@
-"""Shared test helpers: the project's sample events and findings, and a moto-backed world."""
+"""The moto-backed world of the integration and adversarial tests (an account with the
+gatekeeper's table, topic, policy bucket and a subscriber).
+
+The pure helpers (recorded events, sample findings, markers) live in tests.domain_support,
+which the unit tests import without boto3; they are re-exported here so AWS tests keep one
+import line."""
 
 from __future__ import annotations
 
 import copy
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,51 +19,24 @@ from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.runtime import build
 from gatekeeper.service import Gatekeeper
 from gatekeeper_tools.local.ecr import push_image, set_scan_result
+from tests.domain_support import (
+    ACCOUNT,
+    EVENTS,
+    FINDINGS,
+    REGION,
+    ROOT,
+    approved,
+    load_event,
+    load_findings,
+    push_event,
+    quarantined,
+    scan_event,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
-FINDINGS = ROOT / "samples" / "findings"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-
-
-def load_event(name: str, **detail: Any) -> dict[str, Any]:
-    """A recorded event from events/, with ``detail`` keys overridden (underscores → dashes)."""
-    event = json.loads((EVENTS / f"{name}.json").read_text())
-    for key, value in detail.items():
-        event["detail"][key.replace("_", "-")] = value
-    return event
-
-
-def push_event(repo: str, digest: str, tag: str | None = "v1") -> dict[str, Any]:
-    """ECR's PUSH event for this image (``tag`` None: an untagged push)."""
-    event = load_event("ecr-image-push", repository_name=repo, image_digest=digest)
-    if tag is None:
-        del event["detail"]["image-tag"]
-    else:
-        event["detail"]["image-tag"] = tag
-    return event
-
-
-def scan_event(repo: str, digest: str, status: str = "COMPLETE",
-               tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
-    """ECR's basic-scan event for this image (COMPLETE or FAILED)."""
-    name = "ecr-image-scan-failed" if status == "FAILED" else "ecr-image-scan-complete"
-    return load_event(name, repository_name=repo, image_digest=digest, image_tags=list(tags))
-
-
-def approved(digest: str) -> str:
-    """The default approval marker of this digest."""
-    return "approved-" + digest[7:19]
-
-
-def quarantined(digest: str) -> str:
-    """The default quarantine marker of this digest."""
-    return "quarantined-" + digest[7:19]
-
-
-def load_findings(name: str) -> dict[str, Any]:
-    return json.loads((FINDINGS / f"{name}.json").read_text())
+__all__ = [
+    "ACCOUNT", "EVENTS", "FINDINGS", "REGION", "ROOT", "World", "approved", "as_delivered",
+    "load_event", "load_findings", "make_world", "push_event", "quarantined", "scan_event",
+]
 
 
 @dataclass

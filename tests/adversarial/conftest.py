@@ -1,44 +1,20 @@
-"""Fixtures for the adversarial suites: an in-process moto account (as the integration tests
-have), and a moto server shared by a module on which many simulated containers race."""
+"""Fixtures for the adversarial suites: an in-process moto account (``context`` and ``world``,
+shared with the integration tests in tests.aws_fixtures) that ``configure`` reconfigures, and
+a moto server shared by a module on which many simulated containers race."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 
 import pytest
-from moto import mock_aws
 
 from gatekeeper import runtime
 from gatekeeper.config import Config
-from gatekeeper.observability import metrics
-from gatekeeper_tools.local.stack import LambdaContext
 from tests.adversarial.harness import MotoServer, ServerSession, deploy, start_server
-from tests.support import World, make_world
+from tests.aws_fixtures import context, world
+from tests.support import World
 
-
-@pytest.fixture
-def context() -> LambdaContext:
-    return LambdaContext("gatekeeper-adversarial", 256,
-                         "arn:aws:lambda:us-east-1:123456789012:function:gatekeeper-adversarial",
-                         "6f1c2a7e-4b8d-4d1e-9a53-0c2b7d9e1f44")
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """Given an account in moto (in-process) with the gatekeeper deployed, and the handlers'
-    environment pointing at it; the handlers build their Gatekeeper from that environment on
-    the world's session (``configure`` changes the environment and rebuilds it)."""
-    with mock_aws():
-        world = make_world()
-        for name, value in {**world.environment(),
-                            "GATEKEEPER_POLICY_CACHE_SECONDS": "0"}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setattr(runtime, "gatekeeper",
-                            functools.cache(lambda: runtime.build(Config.from_env(),
-                                                                  world.session)))
-        yield world
-        metrics.clear_metrics()
+__all__ = ["configure", "context", "moto_server", "remote_world", "world"]
 
 
 @pytest.fixture

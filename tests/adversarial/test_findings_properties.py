@@ -427,24 +427,17 @@ def report(name: str, stats: Counter[str]) -> None:
     assert stats["complete and clean"] >= EXAMPLES // 10
 
 
-def test_basic_scan_findings_never_approve_what_is_blocked_or_unread(gate: Gate) -> None:
+@pytest.mark.parametrize(("name", "kind"), [("basic", BASIC_KIND), ("enhanced", ENHANCED_KIND)],
+                         ids=["basic", "enhanced"])
+def test_scan_findings_never_approve_what_is_blocked_or_unread(gate: Gate, name: str,
+                                                                kind: Kind) -> None:
     @PROPERTY
-    @given(case=cases(BASIC_KIND))
+    @given(case=cases(kind))
     def examples(case: Case) -> None:
         judge(gate, case)
 
     examples()
-    report("basic", gate.stats)
-
-
-def test_enhanced_scan_findings_never_approve_what_is_blocked_or_unread(gate: Gate) -> None:
-    @PROPERTY
-    @given(case=cases(ENHANCED_KIND))
-    def examples(case: Case) -> None:
-        judge(gate, case)
-
-    examples()
-    report("enhanced", gate.stats)
+    report(name, gate.stats)
 
 
 # --- the same pages, saved and judged offline by `gatekeeper evaluate` -------------------------

@@ -11,6 +11,7 @@ the same image again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,65 +108,54 @@ def redeliver(gatekeeper: Gatekeeper, event: Any) -> None:
     gatekeeper.handle(parse_event(event) if isinstance(event, dict) else event)
 
 
-# --- P2 tightens --------------------------------------------------------------------------------
+# --- P2 tightens or loosens ---------------------------------------------------------------------
 
-def test_stale_container_does_not_undo_a_tightened_policy(
-        world: World, publish: Callable[[dict[str, int]], str]) -> None:
-    # Given P1 (lenient) published, and container A approving an image with a CRITICAL by it
-    p1 = publish(LENIENT)
+@dataclass(frozen=True)
+class Change:
+    """P1 then P2, the verdict each gives an image with a CRITICAL, and P2's marker."""
+
+    p1: dict[str, int]
+    p2: dict[str, int]
+    by_p1: str
+    by_p2: str
+    marker: Callable[[str], str]
+
+
+CHANGES = {
+    "tightened": Change(LENIENT, STRICT, "APPROVED", "QUARANTINED", quarantined),
+    "loosened": Change(STRICT, LENIENT, "QUARANTINED", "APPROVED", approved),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_stale_container_does_not_undo_a_policy_change(
+        world: World, publish: Callable[[dict[str, int]], str], change: str) -> None:
+    # Given P1 published, and container A judging an image with a CRITICAL by it
+    policy = CHANGES[change]
+    p1 = publish(policy.p1)
     a, b = containers(world)
     repo, digest = given_an_image_judged_by_a(world, a, "basic-critical")
     assert (stored(world, repo, digest)["state"], stored(world, repo, digest)["policy_version"]
-            ) == ("APPROVED", p1)
+            ) == (policy.by_p1, p1)
 
-    # And P2 (strict) published, its re-evaluation run by container B: quarantined
-    p2 = publish(STRICT)
+    # And P2 (tightened or loosened) published, its re-evaluation run by container B
+    p2 = publish(policy.p2)
     mark = received(world)
     b.handle(policy_reevaluation(repo, digest))
-    assert stored(world, repo, digest)["state"] == "QUARANTINED"
+    assert stored(world, repo, digest)["state"] == policy.by_p2
 
     # When container A, its cache still holding P1, gets a redelivered scan event
     redeliver(a, scan_event(repo, digest))
 
-    # Then P2's verdict stands: stored, on the image, and in the last notice
+    # Then P2's verdict stands: stored, on the image, and in every notice since (P2's alone)
     record = stored(world, repo, digest)
-    assert (record["state"], record["policy_version"]) == ("QUARANTINED", p2)
+    assert (record["state"], record["policy_version"]) == (policy.by_p2, p2)
     assert convergence_problems(world, world.config.markers, repo, digest) == []
     assert markers(world.config.markers, image_tags(world, repo, digest) or []) == [
-        quarantined(digest)]
+        policy.marker(digest)]
     later = verdicts_since(world, digest, mark)
-    assert [notice_verdict(n) for n in later] == ["QUARANTINED"]
+    assert [notice_verdict(n) for n in later] == [policy.by_p2]
     assert notice_policy_version(later[-1]) == p2
-
-
-# --- P2 loosens ---------------------------------------------------------------------------------
-
-def test_stale_container_does_not_undo_a_loosened_policy(
-        world: World, publish: Callable[[dict[str, int]], str]) -> None:
-    # Given P1 (strict) published, and container A quarantining an image with a CRITICAL
-    p1 = publish(STRICT)
-    a, b = containers(world)
-    repo, digest = given_an_image_judged_by_a(world, a, "basic-critical")
-    assert (stored(world, repo, digest)["state"], stored(world, repo, digest)["policy_version"]
-            ) == ("QUARANTINED", p1)
-
-    # And P2 (lenient) published, its re-evaluation run by container B: approved
-    p2 = publish(LENIENT)
-    mark = received(world)
-    b.handle(policy_reevaluation(repo, digest))
-    assert stored(world, repo, digest)["state"] == "APPROVED"
-
-    # When container A (cache: P1) gets a redelivered scan event
-    redeliver(a, scan_event(repo, digest))
-
-    # Then the approval stands, and every approval since the quarantine came from P2 alone
-    record = stored(world, repo, digest)
-    assert (record["state"], record["policy_version"]) == ("APPROVED", p2)
-    assert convergence_problems(world, world.config.markers, repo, digest) == []
-    assert markers(world.config.markers, image_tags(world, repo, digest) or []) == [
-        approved(digest)]
-    later = verdicts_since(world, digest, mark)
-    assert [notice_verdict(n) for n in later] == ["APPROVED"]
     assert {notice_policy_version(n) for n in later} == {p2}
 
 

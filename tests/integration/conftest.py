@@ -1,38 +1,7 @@
+"""Fixtures for the integration tests: ``context`` and ``world`` (tests.aws_fixtures)."""
+
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
+from tests.aws_fixtures import context, world
 
-import pytest
-from moto import mock_aws
-
-from gatekeeper import runtime
-from gatekeeper.config import Config
-from gatekeeper.observability import metrics
-from gatekeeper_tools.local.stack import LambdaContext
-from tests.support import World, make_world
-
-
-@pytest.fixture
-def context() -> LambdaContext:
-    return LambdaContext("gatekeeper-test", 256,
-                         "arn:aws:lambda:us-east-1:123456789012:function:gatekeeper-test",
-                         "52fdfc07-2182-154f-163f-5f0f9a621d72")
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """Given an account in moto with the gatekeeper deployed (table, topic, policy bucket),
-    and the handlers' environment pointing at it."""
-    with mock_aws():
-        world = make_world()
-        env = {**world.environment(), "GATEKEEPER_POLICY_CACHE_SECONDS": "0"}
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        # The handlers build their Gatekeeper from the environment, as in Lambda, but on this
-        # world's boto3 session so tests can hook its calls. Register hooks, then cache_clear().
-        monkeypatch.setattr(runtime, "gatekeeper",
-                            functools.cache(lambda: runtime.build(Config.from_env(),
-                                                                  world.session)))
-        yield world
-        metrics.clear_metrics()
+__all__ = ["context", "world"]

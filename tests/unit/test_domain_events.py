@@ -21,7 +21,7 @@ from gatekeeper.domain.events import (
     parse_reevaluation,
     reevaluation_request,
 )
-from tests.support import EVENTS, load_event
+from tests.domain_support import EVENTS, load_event
 
 DIGEST = "sha256:9b1a3f6c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
 DIGEST_RE = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")

@@ -24,7 +24,7 @@ from gatekeeper.domain.findings import (
     parse_timestamp,
     severity_counts,
 )
-from tests.support import load_findings
+from tests.domain_support import load_findings
 
 
 def scan_findings(name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from gatekeeper.domain.policy import (
     parse_policy,
 )
 from gatekeeper.domain.verdict import Outcome
-from tests.support import ROOT
+from tests.domain_support import ROOT
 
 
 def doc(text: str) -> str:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gatekeeper.domain.policy import Policy, PolicyError, parse_policy
 from gatekeeper.domain.schema import Validator, policy_schema
-from tests.support import ROOT
+from tests.domain_support import ROOT
 
 SCHEMA_FILE = ROOT / "layers" / "gatekeeper" / "gatekeeper" / "policy.schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
