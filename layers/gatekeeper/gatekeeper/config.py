@@ -25,15 +25,16 @@ from gatekeeper.domain.markers import MarkerScheme
 
 SECRET_ENV = "GATEKEEPER_SLACK_SECRET_ARN"  # noqa: S105 - the name of a variable holding an ARN
 
-# The shapes of what the template passes (`!Ref` of the table, topic, bucket and queue).
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
-_QUEUE_URL = re.compile(r"(?P<scheme>https?)://[A-Za-z0-9.-]+(:[0-9]+)?/[0-9]{12}/"
-                        r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
-_SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
-                         r"[A-Za-z0-9/_+=.@-]+")
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+# The shapes of what the template passes (`!Ref` of the table, topic, bucket and queue), as
+# pattern strings: `re` compiles (and caches) one on its first use, not at import.
+_TABLE_NAME = r"[A-Za-z0-9_.-]{3,255}"
+_BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+_TOPIC_ARN = r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+_QUEUE_URL = (r"(?P<scheme>https?)://[A-Za-z0-9.-]+(:[0-9]+)?/[0-9]{12}/"
+              r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+_SM_ARN = (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
+               r"[A-Za-z0-9/_+=.@-]+")
+_INTEGER = r"\s*[+-]?[0-9]+\s*"
 # An emulator's endpoint (LocalStack, a moto server) hands out http:// queue URLs.
 _EMULATOR_ENDPOINTS = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
 
@@ -143,7 +144,7 @@ class SlackConfig:
         secret = (env.get(SECRET_ENV) or "").strip()
         if not secret:
             raise ConfigError(f"{SECRET_ENV} is not set: deploy with SlackWebhookSecretArn")
-        if not _SECRET_ARN.fullmatch(secret):
+        if not re.fullmatch(_SM_ARN, secret):
             raise ConfigError(f"{SECRET_ENV} must be {_SLACK_ARN}, not {_shown(secret)}: deploy "
                               "with SlackWebhookSecretArn set to the secret's full ARN")
         return cls(secret_arn=secret)
@@ -174,14 +175,14 @@ class _Reader:
         value = self.env.get(name)
         return value if value else None
 
-    def text(self, name: str, expected: str, shape: re.Pattern[str] | None = None,
+    def text(self, name: str, expected: str, shape: str | None = None,
              default: str | None = None) -> str:
         value = self._get(name)
         if value is None:
             if default is None:
                 self.problems.append(f"{name} is not set: expected {expected}")
             return default or ""
-        if shape is not None and not shape.fullmatch(value):
+        if shape is not None and not re.fullmatch(shape, value):
             self.problems.append(f"{name} must be {expected}, not {_shown(value)}")
         return value
 
@@ -189,7 +190,7 @@ class _Reader:
         raw = self._get(name)
         if raw is None:
             return default
-        if not _INTEGER.fullmatch(raw):
+        if not re.fullmatch(_INTEGER, raw):
             self.problems.append(f"{name} must be an integer from {low} to {high}, "
                                  f"not {_shown(raw)}")
             return default
@@ -229,7 +230,7 @@ class _Reader:
         if not required and self._get(name) is None:
             return None
         url = self.text(name, _QUEUE, _QUEUE_URL)
-        match = _QUEUE_URL.fullmatch(url)
+        match = re.fullmatch(_QUEUE_URL, url)
         if match and match["scheme"] == "http" and not any(
                 self._get(e) for e in _EMULATOR_ENDPOINTS):
             self.problems.append(f"{name} must be {_QUEUE}, not {_shown(url)} (http:// is "
