@@ -33,7 +33,7 @@ _TOPIC_ARN = r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fi
 _QUEUE_URL = (r"(?P<scheme>https?)://[A-Za-z0-9.-]+(:[0-9]+)?/[0-9]{12}/"
               r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
 _SM_ARN = (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
-               r"[A-Za-z0-9/_+=.@-]+")
+           r"[A-Za-z0-9/_+=.@-]+")
 _INTEGER = r"\s*[+-]?[0-9]+\s*"
 # An emulator's endpoint (LocalStack, a moto server) hands out http:// queue URLs.
 _EMULATOR_ENDPOINTS = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
