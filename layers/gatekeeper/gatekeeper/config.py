@@ -1,29 +1,78 @@
-"""Runtime configuration, parsed once per container from the environment the template sets."""
+"""Runtime configuration: one typed, validated configuration per kind of function, parsed from
+the environment the template sets.
+
+- :class:`Config`: the judging functions (push, scan, re-evaluate);
+- :class:`SweeperConfig`: the sweeper (schedule and policy uploads);
+- :class:`SlackConfig`: the Slack notifier.
+
+Each ``from_env`` reads its function's variables and reports every problem it finds in one
+:class:`ConfigError`, whose message names each variable, what is wrong with it and what was
+expected. :mod:`gatekeeper.runtime` calls them in its cached factories, so each container reads
+its environment once. Plain frozen dataclasses and regular expressions: importing this module
+costs next to nothing, and a configuration built with its constructor (tests, the operator CLI)
+is taken as given.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gatekeeper.domain.markers import MarkerScheme
 
 SECRET_ENV = "GATEKEEPER_SLACK_SECRET_ARN"  # noqa: S105 - the name of a variable holding an ARN
 
+# The shapes of what the template passes (`!Ref` of the table, topic, bucket and queue), as
+# pattern strings: `re` compiles (and caches) one on its first use, not at import.
+_TABLE_NAME = r"[A-Za-z0-9_.-]{3,255}"
+_BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+_TOPIC_ARN = r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+_QUEUE_URL = (r"(?P<scheme>https?)://[A-Za-z0-9.-]+(:[0-9]+)?/[0-9]{12}/"
+              r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+_SM_ARN = (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
+           r"[A-Za-z0-9/_+=.@-]+")
+_INTEGER = r"\s*[+-]?[0-9]+\s*"
+# An emulator's endpoint (LocalStack, a moto server) hands out http:// queue URLs.
+_EMULATOR_ENDPOINTS = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+
+_TABLE = "the verdict table's name (3 to 255 of A-Z a-z 0-9 _ . -)"
+_TOPIC = "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+_BUCKET = "the policy bucket's name (3 to 63 of a-z 0-9 . -)"
+_QUEUE = "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+_SLACK_ARN = "a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+
 
 class ConfigError(Exception):
-    """The function's environment is incomplete or inconsistent (a deployment error)."""
+    """The function's environment is incomplete or inconsistent (a deployment error).
+
+    ``problems`` holds one sentence per problem, each naming its variable; the message is the
+    problem itself when there is one, else all of them.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems or ("invalid configuration",)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = (f"{len(self.problems)} problems in the environment: "
+                       + "; ".join(self.problems))
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
 class Config:
+    """The judging functions' configuration (push, scan and re-evaluation handlers)."""
+
     table_name: str
     topic_arn: str
     policy_bucket: str
     policy_key: str
     markers: MarkerScheme
     policy_cache_seconds: int = 60
-    reevaluation_queue_url: str | None = None  # the sweeper's output
+    reevaluation_queue_url: str | None = None  # the sweeper's output (SweeperConfig's)
     scan_timeout_minutes: int = 60
     start_scans: bool = False  # push: start a basic scan where the repository has none on push
     # The per-image lease: longer than any judging function may run (Lambda ends it at its
@@ -34,51 +83,174 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """From ``env`` (default: the process environment); ConfigError lists every problem."""
+        read = _Reader(os.environ if env is None else env)
+        shared = read.shared()
+        config = cls(
+            table_name=shared.table_name,
+            topic_arn=shared.topic_arn,
+            policy_bucket=shared.policy_bucket,
+            policy_key=shared.policy_key,
+            markers=read.markers(),
+            policy_cache_seconds=read.integer("GATEKEEPER_POLICY_CACHE_SECONDS", 60, 0, 86_400),
+            reevaluation_queue_url=read.queue_url(required=False),
+            scan_timeout_minutes=shared.scan_timeout_minutes,
+            start_scans=read.boolean("GATEKEEPER_START_SCANS", default=False),
+            lease_seconds=read.integer("GATEKEEPER_LEASE_SECONDS", 90, 1, 3_600),
+            lease_wait_seconds=read.integer("GATEKEEPER_LEASE_WAIT_SECONDS", 20, 0, 900),
+            history_retention_days=shared.history_retention_days,
+        )
+        read.check()
+        return config
+
+
+@dataclass(frozen=True)
+class SweeperConfig:
+    """The sweeper's configuration: where verdicts are, where re-evaluations go (required),
+    which object is the policy, and the scan timeout it enforces."""
+
+    table_name: str
+    topic_arn: str  # the digests' topic
+    policy_bucket: str
+    policy_key: str
+    reevaluation_queue_url: str
+    scan_timeout_minutes: int = 60
+    history_retention_days: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperConfig:
+        """From ``env`` (default: the process environment); ConfigError lists every problem."""
+        read = _Reader(os.environ if env is None else env)
+        shared = read.shared()
+        config = cls(table_name=shared.table_name, topic_arn=shared.topic_arn,
+                     policy_bucket=shared.policy_bucket, policy_key=shared.policy_key,
+                     reevaluation_queue_url=read.queue_url(required=True) or "",
+                     scan_timeout_minutes=shared.scan_timeout_minutes,
+                     history_retention_days=shared.history_retention_days)
+        read.check()
+        return config
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """The Slack notifier's configuration: the secret holding its webhooks."""
+
+    secret_arn: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SlackConfig:
+        """From ``env`` (default: the process environment); ConfigError says what is wrong."""
         env = os.environ if env is None else env
-        missing = [name for name in _REQUIRED if not env.get(name)]
-        if missing:
-            raise ConfigError(f"missing environment variables: {', '.join(missing)}")
-        cache = _integer(env, "GATEKEEPER_POLICY_CACHE_SECONDS", 60)
-        timeout = _integer(env, "GATEKEEPER_SCAN_TIMEOUT_MINUTES", 60)
-        lease = _integer(env, "GATEKEEPER_LEASE_SECONDS", 90)
-        lease_wait = _integer(env, "GATEKEEPER_LEASE_WAIT_SECONDS", 20)
-        retention = _integer(env, "GATEKEEPER_HISTORY_RETENTION_DAYS", 0)
-        if lease < 1 or lease_wait < 0 or retention < 0:
-            raise ConfigError("GATEKEEPER_LEASE_SECONDS must be positive; "
-                              "GATEKEEPER_LEASE_WAIT_SECONDS and "
-                              "GATEKEEPER_HISTORY_RETENTION_DAYS must not be negative")
-        try:
-            markers = MarkerScheme(
-                approved=env.get("GATEKEEPER_APPROVED_TAG", MarkerScheme.approved),
-                quarantined=env.get("GATEKEEPER_QUARANTINED_TAG", MarkerScheme.quarantined),
-            )
-        except ValueError as err:
-            raise ConfigError(f"GATEKEEPER_APPROVED_TAG / GATEKEEPER_QUARANTINED_TAG: {err}"
-                              ) from err
-        return cls(
-            table_name=env["GATEKEEPER_TABLE"],
-            topic_arn=env["GATEKEEPER_TOPIC_ARN"],
-            policy_bucket=env["GATEKEEPER_POLICY_BUCKET"],
-            policy_key=env.get("GATEKEEPER_POLICY_KEY") or "policy.yaml",
-            markers=markers,
-            policy_cache_seconds=max(0, cache),
-            reevaluation_queue_url=env.get("GATEKEEPER_REEVALUATION_QUEUE_URL") or None,
-            scan_timeout_minutes=max(1, timeout),
-            start_scans=env.get("GATEKEEPER_START_SCANS", "false").strip().lower() == "true",
-            lease_seconds=lease,
-            lease_wait_seconds=lease_wait,
-            history_retention_days=retention or None,
+        secret = (env.get(SECRET_ENV) or "").strip()
+        if not secret:
+            raise ConfigError(f"{SECRET_ENV} is not set: deploy with SlackWebhookSecretArn")
+        if not re.fullmatch(_SM_ARN, secret):
+            raise ConfigError(f"{SECRET_ENV} must be {_SLACK_ARN}, not {_shown(secret)}: deploy "
+                              "with SlackWebhookSecretArn set to the secret's full ARN")
+        return cls(secret_arn=secret)
+
+
+class _Shared(NamedTuple):
+    table_name: str
+    topic_arn: str
+    policy_bucket: str
+    policy_key: str
+    scan_timeout_minutes: int
+    history_retention_days: int | None
+
+
+class _Reader:
+    """Reads variables from an environment, noting every problem rather than stopping at the
+    first; :meth:`check` raises them together. A variable set to "" counts as unset."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def check(self) -> None:
+        if self.problems:
+            raise ConfigError(*self.problems)
+
+    def _get(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value if value else None
+
+    def text(self, name: str, expected: str, shape: str | None = None,
+             default: str | None = None) -> str:
+        value = self._get(name)
+        if value is None:
+            if default is None:
+                self.problems.append(f"{name} is not set: expected {expected}")
+            return default or ""
+        if shape is not None and not re.fullmatch(shape, value):
+            self.problems.append(f"{name} must be {expected}, not {_shown(value)}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(_INTEGER, raw):
+            self.problems.append(f"{name} must be an integer from {low} to {high}, "
+                                 f"not {_shown(raw)}")
+            return default
+        value = int(raw)
+        if not low <= value <= high:
+            self.problems.append(f"{name} is out of range: expected an integer from {low} to "
+                                 f"{high}, not {value}")
+            return default
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        word = raw.strip().lower()
+        if word not in ("true", "false"):
+            self.problems.append(f"{name} must be true or false, not {_shown(raw)}")
+            return default
+        return word == "true"
+
+    def shared(self) -> _Shared:
+        """What the judging functions and the sweeper both read."""
+        return _Shared(
+            table_name=self.text("GATEKEEPER_TABLE", _TABLE, _TABLE_NAME),
+            topic_arn=self.text("GATEKEEPER_TOPIC_ARN", _TOPIC, _TOPIC_ARN),
+            policy_bucket=self.text("GATEKEEPER_POLICY_BUCKET", _BUCKET, _BUCKET_NAME),
+            policy_key=self.text("GATEKEEPER_POLICY_KEY", "the policy object's key",
+                                 default="policy.yaml"),
+            scan_timeout_minutes=self.integer("GATEKEEPER_SCAN_TIMEOUT_MINUTES", 60, 1, 43_200),
+            # 0: history kept for ever
+            history_retention_days=self.integer("GATEKEEPER_HISTORY_RETENTION_DAYS", 0, 0,
+                                                36_500) or None,
         )
 
+    def queue_url(self, *, required: bool) -> str | None:
+        name = "GATEKEEPER_REEVALUATION_QUEUE_URL"
+        if not required and self._get(name) is None:
+            return None
+        url = self.text(name, _QUEUE, _QUEUE_URL)
+        match = re.fullmatch(_QUEUE_URL, url)
+        if match and match["scheme"] == "http" and not any(
+                self._get(e) for e in _EMULATOR_ENDPOINTS):
+            self.problems.append(f"{name} must be {_QUEUE}, not {_shown(url)} (http:// is "
+                                 "only for an emulator named by AWS_ENDPOINT_URL)")
+        return url
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as err:
-        raise ConfigError(f"{name} must be an integer, not {raw!r:.40}") from err
+    def markers(self) -> MarkerScheme:
+        names = ("GATEKEEPER_APPROVED_TAG", "GATEKEEPER_QUARANTINED_TAG")
+        approved = self.env.get(names[0], MarkerScheme.approved)
+        quarantined = self.env.get(names[1], MarkerScheme.quarantined)
+        try:
+            return MarkerScheme(approved=approved, quarantined=quarantined)
+        except ValueError as err:
+            # the scheme quotes the template at fault; both when they clash with each other
+            named = [n for n, t in zip(names, (approved, quarantined), strict=True)
+                     if repr(t) in str(err)]
+            self.problems.append(f"{' and '.join(named or names)}: {err}")
+            return MarkerScheme()
 
 
-_REQUIRED = ("GATEKEEPER_TABLE", "GATEKEEPER_TOPIC_ARN", "GATEKEEPER_POLICY_BUCKET")
+def _shown(value: str) -> str:
+    """A value quoted for a message, cut short."""
+    return repr(value) if len(value) <= 80 else repr(value[:77] + "...")

@@ -1,8 +1,13 @@
-"""Wiring for Lambda: configuration and AWS clients built once per container, on first use."""
+"""Wiring for Lambda: configuration and AWS clients built once per container, on first use.
+
+Each factory reads its own function's configuration (:mod:`gatekeeper.config`): the judging
+functions :class:`Config`, the sweeper :class:`SweeperConfig`, the Slack notifier
+:class:`SlackConfig`. A factory is cached, so the environment is read and checked once per
+container; a ConfigError fails that invocation, and the next one reads it again.
+"""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -15,7 +20,7 @@ from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import SECRET_ENV, Config, ConfigError
+from gatekeeper.config import Config, SlackConfig, SweeperConfig
 from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
     )
 
 
-def verdict_store(config: Config, session: boto3.session.Session) -> VerdictStore:
+def verdict_store(config: Config | SweeperConfig, session: boto3.session.Session) -> VerdictStore:
     retention = (timedelta(days=config.history_retention_days)
                  if config.history_retention_days else None)
     return VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name,
@@ -63,16 +68,14 @@ def gatekeeper() -> Gatekeeper:
 class SweeperDeps(NamedTuple):
     store: VerdictStore
     queue: ReevaluationQueue
-    config: Config
+    config: SweeperConfig
     notifier: SnsNotifier
 
 
 @cache
 def sweeper() -> SweeperDeps:
     """The sweeper's store, queue and notifier (digests), from the template's environment."""
-    config = Config.from_env()
-    if not config.reevaluation_queue_url:
-        raise ConfigError("GATEKEEPER_REEVALUATION_QUEUE_URL is not set")
+    config = SweeperConfig.from_env()  # the queue URL is required there
     session = boto3.session.Session()
     return SweeperDeps(
         verdict_store(config, session),
@@ -90,7 +93,5 @@ def slack_notifier() -> SlackNotifier:
     from gatekeeper.adapters.webhook import WebhookPoster
     from gatekeeper.service.slack import SlackNotifier
 
-    secret = os.environ.get(SECRET_ENV, "").strip()
-    if not secret:
-        raise ConfigError(f"{SECRET_ENV} is not set: deploy with SlackWebhookSecretArn")
-    return SlackNotifier(SecretWebhooks(secret), WebhookPoster())
+    config = SlackConfig.from_env()
+    return SlackNotifier(SecretWebhooks(config.secret_arn), WebhookPoster())
