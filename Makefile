@@ -11,6 +11,8 @@ LAYER_BUILD := .aws-sam/build/GatekeeperLayer/python
 # Security gate on the template (run by the template tests, so `make test` runs it in CI).
 CHECKOV_VERSION := 3.3.30
 CHECKOV     := $(TOOLS)/checkov/bin/checkov
+# make demo DEMO_ARGS=--full: also each notice's e-mail text and the Slack message.
+DEMO_ARGS   ?=
 
 .PHONY: help install demo test lint fmt validate build bench clean
 
@@ -37,7 +39,7 @@ $(CHECKOV): | $(UV)
 install: $(VENV)/.installed $(SAM) $(CHECKOV)  ## create .venv (app + dev tools), .tools/sam (SAM CLI) and .tools/checkov, each kept apart
 
 demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
-	$(PY) -m gatekeeper_tools.local.demo
+	$(PY) -m gatekeeper_tools.local.demo $(DEMO_ARGS)
 
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)
