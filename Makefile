@@ -17,8 +17,12 @@ LAYER_BUILD := .aws-sam/build/GatekeeperLayer/python
 # Security gate on the template (run by the template tests, so `make test` runs it in CI).
 CHECKOV_VERSION := 3.3.30
 CHECKOV     := $(TOOLS)/checkov/bin/checkov
+# make demo DEMO_ARGS=--full: also each notice's e-mail text and the Slack message.
+DEMO_ARGS   ?=
+# make sandbox SANDBOX_PORT=5000: the moto server's port on 127.0.0.1 (0: a free one).
+SANDBOX_PORT ?= 0
 
-.PHONY: help install demo test lint fmt validate build bench clean
+.PHONY: help install demo sandbox test lint fmt validate build bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,7 +52,10 @@ $(CHECKOV): | $(UV)
 install: $(VENV)/.installed $(SAM) $(CHECKOV)  ## create .venv (app + dev tools), .tools/sam (SAM CLI) and .tools/checkov, each kept apart
 
 demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
-	$(PY) -m gatekeeper_tools.local.demo
+	$(PY) -m gatekeeper_tools.local.demo $(DEMO_ARGS)
+
+sandbox: $(VENV)/.installed  ## the stack in a local moto server that stays up, for `gatekeeper status|verify|...` (Ctrl-C stops it)
+	$(PY) -m gatekeeper_tools.local.sandbox --port $(SANDBOX_PORT)
 
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)

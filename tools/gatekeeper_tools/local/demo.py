@@ -3,23 +3,31 @@
 It deploys template.yaml into moto, publishes policy.yaml, pushes a few images with the
 project's sample findings, and sends EventBridge events shaped like the real ones through the
 rules of the template (their own patterns decide which handler runs). For every image it
-prints the verdict, the reasons, the tags before and after, and the SNS message delivered.
+prints which rule ran which function, the verdict and why, the tags before and after, and the
+SNS notice's subject and attributes; ``--full`` adds each notice's e-mail text and the Slack
+message as the channel shows it. It ends with a summary of the five images and what to try
+next. Every line fits in 100 characters, except the e-mail texts of ``--full``, shown as sent.
+
+The sandbox (:mod:`gatekeeper_tools.local.sandbox`) runs the same scenarios silently
+(``Demo(..., out=None)``) in a moto server that stays up.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path.cwd()
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+WIDTH = 100  # no line of the demo is longer (the --full e-mail texts excepted)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,10 @@ class Scenario:
     findings: str  # samples/findings/<name>.json
     scan_event: str  # events/<name>.json
     mutability: str = "MUTABLE"
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
 
 
 SCENARIOS = [
@@ -45,6 +57,9 @@ SCENARIOS = [
 ]
 
 RULE = "=" * 78
+SUMMARY_TITLE = "Summary: the five images now"
+# What a handler's result shows: the image is named by the section it is printed in.
+_NOT_SHOWN = ("repository", "digest", "notified")
 
 
 def _event(name: str, **detail: Any) -> dict[str, Any]:
@@ -53,29 +68,94 @@ def _event(name: str, **detail: Any) -> dict[str, Any]:
     return event
 
 
-def _say(text: str = "", indent: int = 0) -> None:
-    print(textwrap.indent(text, " " * indent) if text else "")
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def brief(result: Any, drop: Sequence[str] = _NOT_SHOWN) -> str:
+    """A handler's result as JSON, without the keys the reader already knows."""
+    if isinstance(result, dict):
+        result = {key: value for key, value in result.items() if key not in drop}
+    return json.dumps(result, default=str)
+
+
+def wrap(text: str, indent: int, hanging: int = 0) -> str:
+    """``text`` indented, folded at WIDTH; continuation lines ``hanging`` further in."""
+    return textwrap.fill(text, WIDTH, initial_indent=" " * indent,
+                         subsequent_indent=" " * (indent + hanging), break_on_hyphens=False)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An image's recorded verdict at the end: one row of the summary."""
+
+    image: str
+    verdict: str
+    reasons: tuple[str, ...]
+
+    def why(self, width: int) -> str:
+        """The first reason, shortened at a word to ``width`` characters."""
+        if not self.reasons:
+            return "(no reason recorded)"
+        more = f" (+{len(self.reasons) - 1} more)" if len(self.reasons) > 1 else ""
+        return textwrap.shorten(self.reasons[0], width - len(more), placeholder=" …") + more
+
+
+def summary_table(rows: Sequence[Standing], indent: int = 2) -> list[str]:
+    """The rows as aligned columns (image, verdict, why), one line each, within WIDTH."""
+    image_width = max(len("image"), *(len(r.image) for r in rows))
+    verdict_width = max(len("verdict"), *(len(r.verdict) for r in rows))
+    why_width = WIDTH - indent - image_width - verdict_width - 4
+    lines = [("image", "verdict", "why")] + [
+        (r.image, r.verdict, r.why(why_width)) for r in rows]
+    return [f"{' ' * indent}{a:<{image_width}}  {b:<{verdict_width}}  {c}".rstrip()
+            for a, b, c in lines]
 
 
 class Demo:
-    slack: Any = None  # a LocalSlack: the first quarantine is also shown as Slack shows it
+    """Runs the scenarios through a LocalDeployment and tells what happened on ``out``
+    (None: silently)."""
 
-    def __init__(self, deployment: Any, ecr: Any, sqs: Any, queue_url: str) -> None:
+    slack: Any = None  # a LocalSlack: the first quarantine is also sent to Slack
+
+    def __init__(self, deployment: Any, ecr: Any, sqs: Any, queue_url: str, *,
+                 out: TextIO | None = sys.stdout, full: bool = False) -> None:
+        import boto3
+
+        from gatekeeper.adapters.store import VerdictStore
+
         self.deployment = deployment
         self.ecr = ecr
         self.sqs = sqs
         self.queue_url = queue_url
+        self.out = out
+        self.full = full
+        self.store = VerdictStore(boto3.client("dynamodb", region_name=deployment.region),
+                                  deployment.table_name)
+        self.judged: dict[str, tuple[Scenario, str]] = {}  # repository -> (scenario, digest)
+
+    def say(self, text: str = "", indent: int = 0) -> None:
+        if self.out is not None:
+            print(textwrap.indent(text, " " * indent) if text else "", file=self.out)
+
+    def heading(self, title: str) -> None:
+        self.say(RULE)
+        self.say(title)
+        self.say(RULE)
 
     def send(self, label: str, event: dict[str, Any]) -> list[Any]:
         deliveries = self.deployment.deliver(event)
         if not deliveries:
-            _say(f"{label}: no rule of the template matches; not delivered", 2)
+            self.say(wrap(f"{label}: no rule of the template matches; not delivered", 2, 4))
         for delivery in deliveries:
-            outcome = (f"raised {type(delivery.error).__name__}: {delivery.error}"
-                       if delivery.error else json.dumps(delivery.result, default=str))
-            _say(f"{label}: rule {delivery.rule_id} -> {delivery.function_id}", 2)
-            _say(f"-> {outcome}", 6)
+            self.say(f"{label}: rule {delivery.rule_id} -> {delivery.function_id}", 2)
+            self.result(delivery)
         return deliveries
+
+    def result(self, delivery: Any, drop: Sequence[str] = _NOT_SHOWN) -> None:
+        outcome = (f"raised {type(delivery.error).__name__}: {delivery.error}"
+                   if delivery.error else brief(delivery.result, drop))
+        self.say(wrap(f"-> {outcome}", 6, 3))
 
     def tags(self, repository: str, digest: str) -> list[str]:
         found = self.ecr.describe_images(repositoryName=repository,
@@ -92,97 +172,111 @@ class Demo:
         return out
 
     def show_messages(self) -> list[dict[str, Any]]:
+        """The SNS notices delivered since the last call: subject and attributes (and, with
+        --full, the e-mail text)."""
         messages = self.messages()
         if not messages:
-            _say("SNS: no message (verdict unchanged)", 2)
+            self.say("SNS message: none (verdict unchanged)", 2)
         for note in messages:
             attrs = {k: v["Value"] for k, v in note.get("MessageAttributes", {}).items()}
-            _say(f"SNS message: {note['Subject']}", 2)
-            _say("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())), 4)
-            _say(json.loads(note["Message"])["text"], 4)  # what the e-mail shows
+            self.say(wrap(f"SNS message: {note['Subject']}", 2, 4))
+            self.say(wrap("attributes: " + ", ".join(f"{k}={v}" for k, v in
+                                                     sorted(attrs.items())), 4, 12))
+            if self.full:
+                self.say("e-mail text:", 4)
+                self.say(json.loads(note["Message"])["text"], 6)
         return messages
 
     def show_slack(self, notes: list[dict[str, Any]]) -> None:
-        """Once: SlackNotifierFunction run on these notifications, and the channel's view."""
+        """Once: SlackNotifierFunction run on these notifications (with --full, the message
+        as the channel shows it)."""
         if self.slack is None or not notes:
             return
         from gatekeeper_tools.local.slack import render_text
 
         slack, self.slack = self.slack, None
         result, received = slack.deliver(notes)
-        _say("Slack (SlackNotifierFunction in-process; webhook URL from Secrets Manager, "
-             "a receiver on 127.0.0.1):", 2)
-        _say(f"-> {result!r}" if isinstance(result, Exception) else f"-> {json.dumps(result)}",
-             6)
-        for message in received:
-            _say("\n".join(f"| {line}" for line in render_text(message).splitlines()), 4)
+        outcome = repr(result) if isinstance(result, Exception) else json.dumps(result)
+        self.say(f"Slack: SlackNotifierFunction -> {outcome}, to a webhook on 127.0.0.1", 2)
+        if not self.full:
+            self.say("(make demo DEMO_ARGS=--full shows the message as the channel does)", 4)
+        if self.full:
+            for message in received:
+                self.say("\n".join(f"| {line}" for line in render_text(message).splitlines()),
+                         4)
         slack.stop()
+
+    def why(self, repository: str, digest: str) -> None:
+        record = self.store.get(repository, digest)
+        reasons = record.reasons if record else ()
+        for number, reason in enumerate(reasons or ("(no reason recorded)",)):
+            label = "why:" if number == 0 else ""
+            self.say(wrap(f"{label:<13}{reason}", 2, 15))
 
     def run(self, scenario: Scenario, scanned: Callable[..., None],
             push: Callable[..., str]) -> str:
-        _say(RULE)
-        _say(f"{scenario.title}: {scenario.repository}:{scenario.tag} ({scenario.mutability})")
-        _say(RULE)
+        self.heading(f"{scenario.title}: {scenario.image} ({scenario.mutability})")
         self.ecr.create_repository(repositoryName=scenario.repository,
                                    imageTagMutability=scenario.mutability)
         digest = push(self.ecr, scenario.repository, scenario.tag)
+        self.judged[scenario.repository] = (scenario, digest)
         before = self.tags(scenario.repository, digest)
         self.send("ECR Image Action (PUSH)",
                   _event("ecr-image-push", repository_name=scenario.repository,
                          image_digest=digest, image_tag=scenario.tag))
         scanned(scenario.repository, digest,
                 json.loads((ROOT / "samples" / "findings" / f"{scenario.findings}.json")
-                           .read_text()), ACCOUNT, REGION)
+                           .read_text()), ACCOUNT, self.deployment.region)
         repository_field = scenario.repository
         if scenario.scan_event.startswith("inspector2"):
-            repository_field = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{scenario.repository}"
+            repository_field = (f"arn:aws:ecr:{self.deployment.region}:{ACCOUNT}:repository/"
+                                f"{scenario.repository}")
+        recorded = _event(scenario.scan_event)
         deliveries = self.send(
-            f"{_event(scenario.scan_event)['detail-type']} "
-            f"({_event(scenario.scan_event)['detail']['scan-status']})",
+            f"{recorded['detail-type']} ({recorded['detail']['scan-status']})",
             _event(scenario.scan_event, repository_name=repository_field, image_digest=digest,
                    image_tags=[scenario.tag]))
         after = self.tags(scenario.repository, digest)
         result = next((d.result for d in deliveries if d.result), {}) or {}
-        _say(f"verdict:     {result.get('verdict', '(none)')}", 2)
-        _say(f"tags before: {', '.join(before)}", 2)
-        _say(f"tags after:  {', '.join(after)}", 2)
+        self.say(f"verdict:     {result.get('verdict', '(none)')}", 2)
+        self.why(scenario.repository, digest)
+        self.say(wrap(f"tags before: {', '.join(before)}", 2, 13))
+        self.say(wrap(f"tags after:  {', '.join(after)}", 2, 13))
         notes = self.show_messages()
         if result.get("verdict") == "QUARANTINED":
             self.show_slack(notes)
         marker = result.get("marker")
         if marker:
-            _say("The marker write comes back as a PUSH event; the gatekeeper knows its own:", 2)
+            self.say("The marker write comes back as a PUSH event; the gatekeeper knows its own:",
+                     2)
             self.send("ECR Image Action (PUSH of the marker)",
                       _event("ecr-image-push", repository_name=scenario.repository,
                              image_digest=digest, image_tag=marker))
-        _say()
+        self.say()
         return digest
 
     def forgery(self, repository: str, digest: str) -> None:
-        _say(RULE)
-        _say(f"Someone pushes the approval marker onto the quarantined {repository} themselves")
-        _say(RULE)
+        self.heading("Someone pushes the approval marker onto the quarantined "
+                     f"{repository} themselves")
         forged = f"approved-{digest[7:19]}"
         manifest = self.ecr.batch_get_image(repositoryName=repository,
                                             imageIds=[{"imageDigest": digest}])["images"][0]
         self.ecr.put_image(repositoryName=repository, imageTag=forged,
                            imageManifest=manifest["imageManifest"])
-        _say(f"tags after the forged push: {', '.join(self.tags(repository, digest))}", 2)
+        self.say(f"tags after the forged push: {', '.join(self.tags(repository, digest))}", 2)
         self.send("ECR Image Action (PUSH of a forged marker)",
                   _event("ecr-image-push", repository_name=repository, image_digest=digest,
                          image_tag=forged))
-        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
         self.show_messages()
-        _say()
+        self.say()
 
     def time_passes(self, repository: str, digest: str, deployment: Any, s3: Any) -> None:
         from datetime import UTC, datetime, timedelta
 
         from gatekeeper import runtime
 
-        _say(RULE)
-        _say(f"A new policy version grants {repository} exceptions for three days")
-        _say(RULE)
+        self.heading(f"A new policy version grants {repository} exceptions for three days")
         expires = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
         text = (ROOT / "policy.yaml").read_text() + "\nexceptions:\n" + "".join(
             f"  - {{id: {cve}, repositories: ['{repository}'], expires: {expires}, "
@@ -194,42 +288,93 @@ class Demo:
         created["detail"]["bucket"]["name"] = deployment.policy_bucket
         self.send("Object Created (the policy bucket)", created)
         self.drain(deployment)
-        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.why(repository, digest)
         self.show_messages()
-        _say()
-        _say(RULE)
-        _say("Four days later: the hourly sweep finds the expired exceptions")
-        _say(RULE)
+        self.say()
+        self.heading("Four days later: the hourly sweep finds the expired exceptions")
         later = datetime.now(UTC) + timedelta(days=4)
         runtime.now = lambda: later  # the demo's clock jumps ahead
         for delivery in deployment.tick():
-            _say(f"Scheduled Event: {delivery.rule_id} -> {delivery.function_id} -> "
-                 f"{json.dumps(delivery.result)}", 2)
+            self.say(f"Scheduled Event: rule {delivery.rule_id} -> {delivery.function_id}", 2)
+            self.result(delivery)
         self.drain(deployment)
-        _say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.say(f"tags after:  {', '.join(self.tags(repository, digest))}", 2)
+        self.why(repository, digest)
         self.show_messages()
-        history = runtime.gatekeeper().store.history(repository, digest)
-        _say("verdict history (newest first):", 2)
-        for entry in history:
-            _say(f"{entry.decided_at[:19]}  {entry.state:<23} by {entry.trigger:<11} "
-                 f"policy {entry.policy_version}", 4)
-        _say()
+        self.say("verdict history (newest first):", 2)
+        for entry in self.store.history(repository, digest):
+            self.say(f"{entry.decided_at[:19]}  {entry.state:<23} by {entry.trigger:<11} "
+                     f"policy {_clip(entry.policy_version or '(none)', 9)}", 4)
+        self.say()
 
     def drain(self, deployment: Any) -> None:
         for delivery in deployment.drain():
             results = (delivery.result or {}).get("results", [])
-            _say(f"ReevaluationQueue -> {delivery.function_id}: {len(results)} image(s)", 2)
+            self.say(f"ReevaluationQueue -> {delivery.function_id}: {len(results)} image(s)", 2)
             for result in results:
-                _say(f"-> {json.dumps(result)}", 6)
+                self.say(wrap(f"-> {result.get('repository')}: {brief(result)}", 6, 3))
+
+    def standings(self) -> list[Standing]:
+        """Every image the scenarios judged, with its verdict as recorded now."""
+        rows = []
+        for scenario, digest in self.judged.values():
+            record = self.store.get(scenario.repository, digest)
+            rows.append(Standing(scenario.image, record.state if record else "(none)",
+                                 record.reasons if record else ()))
+        return rows
+
+    def summary(self) -> None:
+        self.heading(SUMMARY_TITLE)
+        for line in summary_table(self.standings()):
+            self.say(line)
+        self.say()
+        self.say("What to try next:")
+        for line in TRY_NEXT:
+            self.say(line, 2)
 
 
-def main() -> int:
+TRY_NEXT = [
+    "make demo DEMO_ARGS=--full   the same run, with each notice's e-mail text and the Slack",
+    "                             message as the channel shows it",
+    "make sandbox                 the same stack and images in a local moto server that stays",
+    "                             up; it prints the flags for the operator commands, e.g.",
+    "    .venv/bin/gatekeeper status team-b/api:2.0.0 --endpoint-url http://127.0.0.1:<port> \\",
+    "        --stack ecr-scan-gatekeeper --region us-east-1",
+    "edit policy.yaml (say, CRITICAL: 1 under default.max_findings) and run make demo again:",
+    "    team-a/worker's one CRITICAL then passes; team-b/api's two HIGH still do not",
+]
+
+
+def use_local_environment() -> None:
+    """Credentials and settings for an emulated AWS: never the caller's own account."""
     for name, value in {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
                         "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
                         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR",
                         "POWERTOOLS_METRICS_DISABLED": "true"}.items():
         os.environ[name] = value
-    os.environ.pop("AWS_PROFILE", None)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+
+
+def publish_policy(deployment: Any, s3: Any) -> str:
+    """policy.yaml to the stack's policy bucket; its S3 version id."""
+    body = (ROOT / "policy.yaml").read_bytes()
+    return str(s3.put_object(Bucket=deployment.policy_bucket, Key="policy.yaml",
+                             Body=body)["VersionId"])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make demo", description="The gatekeeper's whole loop on an embedded AWS (moto).")
+    parser.add_argument("--full", action="store_true",
+                        help="also print each notice's e-mail text and the Slack message")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    use_local_environment()
     if not (ROOT / "template.yaml").exists():
         print("run the demo from the repository root (where template.yaml is)", file=sys.stderr)
         return 2
@@ -238,37 +383,36 @@ def main() -> int:
     from moto import mock_aws
 
     from gatekeeper_tools.local.ecr import push_image, set_scan_result
+    from gatekeeper_tools.local.slack import LocalSlack
     from gatekeeper_tools.local.stack import LocalDeployment
 
     with mock_aws():
         deployment = LocalDeployment.create(str(ROOT / "template.yaml"), region=REGION)
         s3 = boto3.client("s3", region_name=REGION)
-        policy = (ROOT / "policy.yaml").read_bytes()
-        version = s3.put_object(Bucket=deployment.policy_bucket, Key="policy.yaml",
-                                Body=policy)["VersionId"]
+        version = publish_policy(deployment, s3)
         queue_url = deployment.subscribe_queue()
-        _say(RULE)
-        _say("ECR Scan Gatekeeper, running locally on moto")
-        _say(f"template.yaml deployed into moto (region {REGION}); policy.yaml published to "
-             f"s3://{deployment.policy_bucket}/policy.yaml as version {version}")
-        _say("Each event goes through the template's EventBridge rules: a rule whose pattern "
-             "matches invokes its function in-process with the template's environment.")
         demo = Demo(deployment, boto3.client("ecr", region_name=REGION),
-                    boto3.client("sqs", region_name=REGION), queue_url)
-        from gatekeeper_tools.local.slack import LocalSlack
-
+                    boto3.client("sqs", region_name=REGION), queue_url, full=args.full)
+        demo.heading("ECR Scan Gatekeeper, running locally on moto")
+        demo.say(f"template.yaml deployed into moto (region {REGION}); policy.yaml published to")
+        demo.say(f"s3://{deployment.policy_bucket}/policy.yaml", 2)
+        demo.say(f"as version {version}", 2)
+        demo.say("Each event goes through the template's EventBridge rules: a rule whose "
+                 "pattern matches")
+        demo.say("invokes its function in-process, with the template's environment.")
+        demo.say()
         demo.slack = LocalSlack.start(REGION)
-        digests = {}
         for scenario in SCENARIOS:
-            digests[scenario.repository] = demo.run(scenario, set_scan_result, push_image)
-        demo.forgery("team-b/api", digests["team-b/api"])
-        demo.time_passes("team-b/api", digests["team-b/api"], deployment, s3)
+            demo.run(scenario, set_scan_result, push_image)
+        _, digest = demo.judged["team-b/api"]
+        demo.forgery("team-b/api", digest)
+        demo.time_passes("team-b/api", digest, deployment, s3)
 
-        _say(RULE)
-        _say("Events that are not for the gatekeeper")
-        _say(RULE)
+        demo.heading("Events that are not for the gatekeeper")
         for name in ("ecr-image-delete", "ecr-replication-action", "ecr-scan-resource-change"):
             demo.send(_event(name)["detail-type"] + f" ({name})", _event(name))
+        demo.say()
+        demo.summary()
     return 0
 
 
