@@ -24,10 +24,10 @@ from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper_tools.cli import main
+from gatekeeper_tools.cli.deployment import parse_reference
 from gatekeeper_tools.local.ecr import manifest, set_scan_result
 from gatekeeper_tools.local.slack import WebhookReceiver
 from gatekeeper_tools.local.stack import STACK_NAME, LocalDeployment
-from gatekeeper_tools.operator import parse_reference
 from tests.support import (
     REGION,
     ROOT,
