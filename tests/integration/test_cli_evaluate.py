@@ -563,6 +563,24 @@ def test_the_readme_examples_run_as_written(capsys: Any, tmp_path: Path) -> None
             assert "policy:   policy.yaml (version local, rule default, mode enforce)" in out
 
 
+def test_the_readme_sample_evaluation_prints_what_the_readme_shows(
+        capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the README's example run on a sample (a "$ command" line, then its output)
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("$ .venv/bin/gatekeeper evaluate "))
+    end = lines.index("```", start)
+    command, shown = lines[start].removeprefix("$ "), lines[start + 1:end]
+
+    # When it runs, in a checkout of the repository
+    monkeypatch.chdir(ROOT)
+    code, out, err = run(capsys, *shlex.split(command)[1:])
+
+    # Then it prints exactly what the README shows (the sample is quarantined: exit 1)
+    assert (code, err) == (1, "")
+    assert out.splitlines() == shown
+
+
 def test_missing_findings_file_is_an_input_error(capsys: Any, tmp_path: Path,
                                                  strict: str) -> None:
     code, _, err = run(capsys, "evaluate", "--findings", str(tmp_path / "none.json"),
