@@ -10,6 +10,7 @@ import contextlib
 import copy
 import io
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper_tools.cli import main
-from tests.support import FINDINGS, load_findings
+from tests.support import FINDINGS, ROOT, load_findings
 
 IMAGE = "sha256:7368dd6c4c0f436ab6524b894ff812900ef6bfc6056a4c99f4ac32199fe8e249"
 OTHER_IMAGE = "sha256:" + "cd" * 32
@@ -441,6 +442,143 @@ def test_findings_without_repository_need_the_option(capsys: Any, strict: str) -
                          "--policy", strict)
     assert (code, out) == (2, "")
     assert err.rstrip().endswith("the findings do not name the repository; pass --repository")
+
+
+SAMPLE_VERDICTS = {  # under the repository's policy.yaml
+    "basic-clean": ("APPROVED", 0),
+    "basic-critical": ("QUARANTINED", 1),
+    "basic-high-only": ("QUARANTINED", 1),
+    "enhanced-critical-exploit": ("QUARANTINED", 1),
+    "enhanced-medium": ("APPROVED_WITH_WARNINGS", 3),
+    "inspector-list-findings": ("QUARANTINED", 1),
+    "scan-failed": ("QUARANTINED", 1),
+}
+
+
+def test_every_sample_has_an_expected_verdict() -> None:
+    assert sorted(SAMPLE_VERDICTS) == sorted(p.stem for p in FINDINGS.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_VERDICTS))
+def test_each_sample_as_the_aws_cli_prints_it_names_its_repository(
+        name: str, capsys: Any, tmp_path: Path) -> None:
+    # Given the sample as the AWS CLI prints it: describe-image-scan-findings output names
+    # the repository (repositoryName), list-findings output names it in each finding
+    # (resources[].details.awsEcrContainerImage.repositoryName)
+    body = load_findings(name)
+    saved = body if "findings" in body else page(name, repository="team-a/web")
+    findings = write(tmp_path / f"{name}.json", saved)
+
+    # When it is evaluated without --repository
+    code, out, err = run(capsys, "evaluate", "--findings", findings,
+                         "--policy", str(ROOT / "policy.yaml"))
+
+    # Then the findings' repository is judged
+    outcome, expected = SAMPLE_VERDICTS[name]
+    assert (code, err) == (expected, "")
+    assert out.startswith(f"{outcome}  team-a/web")
+
+
+BARE_SAMPLES = sorted(n for n in SAMPLE_VERDICTS if n != "inspector-list-findings")
+
+
+@pytest.mark.parametrize("name", BARE_SAMPLES)
+def test_each_bare_sample_is_judged_with_the_repository_option(name: str, capsys: Any) -> None:
+    # Given a sample as stored: the body alone, naming no repository
+    assert "repositoryName" not in load_findings(name)
+
+    # When it is evaluated without, then with --repository
+    refused = run(capsys, "evaluate", "--findings", sample(name),
+                  "--policy", str(ROOT / "policy.yaml"))
+    code, out, err = run(capsys, "evaluate", "--findings", sample(name),
+                         "--policy", str(ROOT / "policy.yaml"), "--repository", "team-a/web")
+
+    # Then without it nothing is judged (the repository decides which rules apply); with it,
+    # the sample gets its verdict
+    assert refused[:2] == (2, "")
+    assert refused[2] == (f"gatekeeper: {sample(name)}: the findings do not name the "
+                          "repository; pass --repository\n")
+    outcome, expected = SAMPLE_VERDICTS[name]
+    assert (code, err) == (expected, "")
+    assert out.startswith(f"{outcome}  team-a/web\n")
+
+
+def readme_evaluate_commands() -> list[str]:
+    """The `gatekeeper evaluate` command lines the README shows (shell and CI)."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    found = []
+    for line in lines:
+        command = line.strip().removeprefix("- run: ")
+        if command.startswith((".venv/bin/gatekeeper evaluate", "gatekeeper evaluate")):
+            found.append(command)
+    return found
+
+
+def saved_as_the_aws_cli_does(tmp_path: Path, findings: str) -> Path:
+    """`aws ecr describe-image-scan-findings --repository-name team-a/web ... > findings.json`
+    against moto: the response as the AWS CLI prints it (timestamps in ISO 8601)."""
+    import boto3
+    from moto import mock_aws
+
+    from gatekeeper_tools.local.ecr import manifest, set_scan_result
+
+    with mock_aws():
+        ecr = boto3.client("ecr", region_name="us-east-1")
+        ecr.create_repository(repositoryName="team-a/web")
+        digest = ecr.put_image(repositoryName="team-a/web", imageManifest=manifest("readme"),
+                               imageTag="v1.4.2")["image"]["imageId"]["imageDigest"]
+        set_scan_result("team-a/web", digest, load_findings(findings))
+        response = ecr.describe_image_scan_findings(repositoryName="team-a/web",
+                                                    imageId={"imageDigest": digest})
+    response.pop("ResponseMetadata")
+    path = tmp_path / "findings.json"
+    path.write_text(json.dumps(response, indent=4, default=lambda value: value.isoformat()),
+                    encoding="utf-8")
+    return path
+
+
+def test_the_readme_examples_run_as_written(capsys: Any, tmp_path: Path) -> None:
+    # Given the README's evaluate examples, and where they run: findings.json saved by the
+    # AWS CLI, the repository's policy.yaml, TAG set
+    commands = readme_evaluate_commands()
+    assert len(commands) == 2, commands
+    saved_as_the_aws_cli_does(tmp_path, "basic-critical")
+    (tmp_path / "policy.yaml").write_bytes((ROOT / "policy.yaml").read_bytes())
+
+    for command in commands:
+        # When each runs as written (with TAG=v1.4.2; a "> FILE" redirection captured)
+        words = shlex.split(command.replace("$TAG", "v1.4.2"))
+        redirect = words[words.index(">") + 1] if ">" in words else None
+        argv = words[1:words.index(">")] if redirect else words[1:]
+        code, out, err = run(capsys, *argv)
+
+        # Then the image of the repository the findings name is judged, exit 1 (CRITICAL)
+        assert (code, err) == (1, ""), command
+        if redirect:
+            document = json.loads(out)
+            assert (document["repository"], document["outcome"]) == ("team-a/web",
+                                                                       "QUARANTINED")
+        else:
+            assert out.startswith("QUARANTINED  team-a/web:v1.4.2  (sha256:")
+            assert "policy:   policy.yaml (version local, rule default, mode enforce)" in out
+
+
+def test_the_readme_sample_evaluation_prints_what_the_readme_shows(
+        capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the README's example run on a sample (a "$ command" line, then its output)
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("$ .venv/bin/gatekeeper evaluate "))
+    end = lines.index("```", start)
+    command, shown = lines[start].removeprefix("$ "), lines[start + 1:end]
+
+    # When it runs, in a checkout of the repository
+    monkeypatch.chdir(ROOT)
+    code, out, err = run(capsys, *shlex.split(command)[1:])
+
+    # Then it prints exactly what the README shows (the sample is quarantined: exit 1)
+    assert (code, err) == (1, "")
+    assert out.splitlines() == shown
 
 
 def test_missing_findings_file_is_an_input_error(capsys: Any, tmp_path: Path,

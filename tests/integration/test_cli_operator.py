@@ -24,10 +24,10 @@ from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper_tools.cli import main
+from gatekeeper_tools.cli.deployment import parse_reference
 from gatekeeper_tools.local.ecr import manifest, set_scan_result
 from gatekeeper_tools.local.slack import WebhookReceiver
 from gatekeeper_tools.local.stack import STACK_NAME, LocalDeployment
-from gatekeeper_tools.operator import parse_reference
 from tests.support import (
     REGION,
     ROOT,
@@ -709,3 +709,54 @@ def test_replay_dlq_reposts_a_failed_slack_notification(
         assert "QUARANTINED" in json.dumps(posted)
         # and the webhook URL was never printed
         assert receiver.url not in run.out + run.err
+
+
+def test_replay_dlq_reevaluates_an_inspector_finding_event_as_the_queue_function_does(
+        world: World, monkeypatch: pytest.MonkeyPatch, gatekeeper: Any) -> None:
+    # Given an Inspector2 Finding event about a scanned image, redriven from the
+    # re-evaluation queue (it is not for on_push nor on_scan)
+    url = dead_letter_queue(world, monkeypatch)
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-critical")
+    event = load_event("inspector2-finding")
+    event["resources"] = [f"arn:aws:ecr:{REGION}:123456789012:repository/{repo}/{digest}"]
+    sqs = world.session.client("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+
+    # When a dry run looks, and then the queue is replayed
+    dry = gatekeeper("replay-dlq", "--dry-run")
+    run = gatekeeper("replay-dlq")
+
+    # Then it was re-evaluated as the re-evaluation function would (trigger finding), and
+    # deleted
+    assert f"would re-evaluate: {repo}@{digest[:19]}" in dry.out
+    assert run.code == 0, run.out + run.err
+    assert f"re-evaluated (finding): {repo}@{digest[:19]} -> judged QUARANTINED" in run.out
+    assert store(world).get(repo, digest).trigger == "finding"
+    assert queued(sqs, url) == []
+
+
+def test_replay_dlq_says_why_a_redriven_request_fails_again(
+        world: World, monkeypatch: pytest.MonkeyPatch, gatekeeper: Any) -> None:
+    # Given a sweeper request in the dead-letter queue, and a verdict table that is not there
+    from gatekeeper.domain.events import Trigger, reevaluation_request
+
+    url = dead_letter_queue(world, monkeypatch)
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    world.scanned(repo, digest, "basic-clean")
+    sqs = world.session.client("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
+        reevaluation_request(repo, digest, Trigger.EXPIRY)))
+    monkeypatch.setenv("GATEKEEPER_TABLE", "no-such-table")
+
+    # When the queue is replayed
+    run = gatekeeper("replay-dlq")
+
+    # Then it stays, and the line says why (the batch entry logs the error; it is shown too)
+    assert run.code == 1
+    assert f"still failing: re-evaluation request {repo}@{digest[:19]}: " in run.out
+    assert "ResourceNotFoundException" in run.out
+    assert run.out.splitlines()[-1] == "1 message(s): replayed 0, still failing 1, kept 0"
+    assert len(queued(sqs, url)) == 1

@@ -38,8 +38,12 @@ if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
     from gatekeeper.service.slack import SlackNotifier
 
-__all__ = ["EVENTBRIDGE_CORRELATION", "logger", "metrics", "on_push", "on_reevaluate",
-           "on_scan", "on_slack", "on_sweep", "tracer"]
+__all__ = ["EVENTBRIDGE_CORRELATION", "PUSH_KINDS", "SCAN_KINDS", "logger", "metrics",
+           "on_push", "on_reevaluate", "on_scan", "on_slack", "on_sweep", "tracer"]
+
+# The EventBridge events each function judges (``gatekeeper replay-dlq`` routes by them too).
+PUSH_KINDS: frozenset[Kind] = frozenset({Kind.PUSH})
+SCAN_KINDS: frozenset[Kind] = frozenset({Kind.BASIC_SCAN, Kind.ENHANCED_SCAN})
 
 SAFETY_MARGIN = 5.0  # seconds kept back from the Lambda timeout for logging and the raise
 
@@ -223,13 +227,12 @@ def handle_sns(event: Any, notifier: Callable[[], SlackNotifier],
 
 def on_push(event: Any) -> dict[str, Any]:
     """ECR push: judge the image if it was already scanned, else record it as pending."""
-    return handle_event(event, accept={Kind.PUSH}, gatekeeper=runtime.gatekeeper)
+    return handle_event(event, accept=PUSH_KINDS, gatekeeper=runtime.gatekeeper)
 
 
 def on_scan(event: Any) -> dict[str, Any]:
     """ECR basic scan and Inspector2 scan results: judge, tag and notify."""
-    return handle_event(event, accept={Kind.BASIC_SCAN, Kind.ENHANCED_SCAN},
-                        gatekeeper=runtime.gatekeeper)
+    return handle_event(event, accept=SCAN_KINDS, gatekeeper=runtime.gatekeeper)
 
 
 def on_reevaluate(event: Any) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""``gatekeeper policy validate|push``: check the severity policy, and publish it.
+
+``push`` validates first and never uploads a policy the functions would reject. The bucket and
+key come from ``--bucket``/``--key``, else the stack's outputs (``--stack``), else the
+environment, as for the other operator commands. Exit 0 done, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gatekeeper.domain.policy import Policy, parse_policy
+from gatekeeper_tools.cli.deployment import (
+    EXIT_OK,
+    add_location_options,
+    operator_command,
+    resolve,
+)
+
+
+def read_policy(path: str) -> tuple[bytes, Policy]:
+    """The file's bytes and the policy they hold; PolicyError (located) when invalid."""
+    data = Path(path).read_bytes()
+    return data, parse_policy(data, source=path, version="local")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("policy", help="validate and publish the severity policy")
+    verbs = parser.add_subparsers(dest="policy_command", required=True)
+
+    validate = verbs.add_parser("validate", help="check a policy file")
+    validate.add_argument("file", nargs="?", default="policy.yaml")
+    validate.set_defaults(func=validate_command)
+
+    push = verbs.add_parser(
+        "push", help="validate a policy file, then publish it to the deployed policy bucket",
+        description="Validate a policy file, then publish it as a new version of the deployed "
+                    "policy object. The bucket and key come from their flags, else the stack's "
+                    "outputs and parameters (--stack), else GATEKEEPER_POLICY_BUCKET and "
+                    "GATEKEEPER_POLICY_KEY (key default: policy.yaml).")
+    push.add_argument("file", nargs="?", default="policy.yaml")
+    push.add_argument("--bucket", "--policy-bucket", dest="bucket",
+                      help="the stack's PolicyBucketName output")
+    push.add_argument("--key", "--policy-key", dest="key",
+                      help="default: the stack's PolicyObjectKey, GATEKEEPER_POLICY_KEY, "
+                           "else policy.yaml")
+    add_location_options(push)
+    push.set_defaults(func=operator_command("policy push", push_command))
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    _, policy = read_policy(args.file)
+    print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s))")
+    return EXIT_OK
+
+
+def push_command(args: argparse.Namespace) -> int:
+    data, _ = read_policy(args.file)  # never upload what the functions would reject
+    deployment = resolve(region=args.region, endpoint_url=args.endpoint_url, stack=args.stack,
+                         policy_bucket=args.bucket, policy_key=args.key)
+    deployment.require("policy_bucket")
+    bucket, key = str(deployment.policy_bucket), deployment.policy_key
+    response = deployment.session.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=data, ContentType="application/yaml",
+        ServerSideEncryption="AES256",
+    )
+    version = response.get("VersionId", "(bucket not versioned)")
+    print(f"published {args.file} to s3://{bucket}/{key} as version {version}")
+    return EXIT_OK
