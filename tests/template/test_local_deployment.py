@@ -203,6 +203,15 @@ def test_a_second_stack_can_live_in_the_same_account(deployment: LocalDeployment
     assert other.table_name != deployment.table_name
 
 
+def test_the_stack_deploys_outside_us_east_1(deployment: LocalDeployment) -> None:
+    # Given moto (the module's deployment holds it open); When the stack goes to eu-west-1
+    other = LocalDeployment.create(TEMPLATE, region="eu-west-1", stack_name="in-ireland")
+
+    # Then it is there, with its table in that Region
+    tables = boto3.client("dynamodb", region_name="eu-west-1").list_tables()["TableNames"]
+    assert other.table_name in tables
+
+
 # --- routes: which handler each rule runs ---------------------------------------------------
 
 def test_routes_follow_codeuri_and_handler(cfn: dict[str, Any]) -> None:

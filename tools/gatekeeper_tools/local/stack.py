@@ -329,7 +329,9 @@ class LocalDeployment:
                              if not _names_any(output, left_out)}}
         s3 = session.client("s3")
         try:
-            s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+            # outside us-east-1, S3 wants the bucket's Region said
+            s3.create_bucket(Bucket=ARTIFACTS_BUCKET, **({} if region == "us-east-1" else {
+                "CreateBucketConfiguration": {"LocationConstraint": region}}))
         except ClientError as err:
             if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
                 raise
