@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper import runtime
-from gatekeeper.adapters.webhook import WebhookError
 from gatekeeper.config import ConfigError
 from gatekeeper.domain.events import (
     Ignored,
@@ -193,7 +192,9 @@ def _time_left(context: Any) -> Callable[[], float]:
 def handle_sns(event: Any, notifier: Callable[[], SlackNotifier],
                context: Any = None) -> dict[str, int]:
     """Post every record's notification; raise (after trying them all) if any failed."""
-    from gatekeeper.service.slack import MalformedNotification, deliver  # the Slack function's
+    # the Slack function's own modules, which the judging functions never load
+    from gatekeeper.adapters.webhook import WebhookError
+    from gatekeeper.service.slack import MalformedNotification, deliver
 
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
