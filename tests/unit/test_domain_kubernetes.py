@@ -70,10 +70,12 @@ def test_ephemeral_containers_are_read_too() -> None:
     # Given kubectl debug adding an ephemeral container to a running Pod
     read = read_review(review("pod-ephemeral-containers"))
 
-    # Then the ephemeral container is among the containers to check
+    # Then the ephemeral container is the one to check (the others run already)
     assert isinstance(read.subject, Workload)
     assert read.operation == "UPDATE"
-    assert Container("ephemeralContainers", "debugger-x7k2q", DEBUG) in read.subject.containers
+    assert read.subject.to_check == (
+        Container("ephemeralContainers", "debugger-x7k2q", DEBUG),)
+    assert read.subject.images == (DEBUG,)
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
@@ -100,6 +102,45 @@ def test_a_denial_names_each_refused_container_its_image_and_reason() -> None:
         "image gatekeeper refused Deployment shop/web: "
         f"init container migrate image {MIGRATE}: no verdict for this image; "
         f"container api image {API}: quarantined: CRITICAL: 1")
+
+
+def updated(image: str = API) -> dict[str, Any]:
+    """kubectl apply of the Deployment again: the old object is the current one."""
+    document = review("deployment-create")
+    request = document["request"]
+    request.update(operation="UPDATE", oldObject=copy.deepcopy(request["object"]))
+    request["options"] = {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}
+    request["object"]["spec"]["replicas"] = 5
+    request["object"]["spec"]["template"]["spec"]["containers"][1]["image"] = image
+    return document
+
+
+def test_an_update_that_runs_no_new_image_is_allowed_unasked() -> None:
+    # Given a Deployment scaled by kubectl apply, its images as before
+    read = read_review(updated())
+
+    # Then no image is to check, and the answer allows it
+    assert isinstance(read.subject, Workload)
+    assert read.subject.images == ()
+    assert answer(read, {})["response"]["allowed"] is True
+
+
+def test_an_update_checks_the_images_it_changes() -> None:
+    # Given a Deployment whose api container moves to a new image
+    new = f"{ECR}/team-b/api:2.1.0"
+    read = read_review(updated(new))
+
+    # Then only that image is checked, and its refusal names the container
+    assert read.subject.images == (new,)
+    response = answer(read, {new: Decision(False, new, "no verdict")})["response"]
+    assert response["status"]["message"] == (
+        f"image gatekeeper refused Deployment shop/web: container api image {new}: no verdict")
+
+
+def test_an_update_whose_old_object_cannot_be_read_checks_every_image() -> None:
+    document = updated()
+    document["request"]["oldObject"]["spec"] = "?"
+    assert read_review(document).subject.images == (MIGRATE, WEB, API)
 
 
 def test_an_image_without_a_decision_is_refused() -> None:

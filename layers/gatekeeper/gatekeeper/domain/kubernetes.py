@@ -7,9 +7,12 @@ every container image of its pod spec (``containers``, ``initContainers`` and
 ``ephemeralContainers``), for a Pod and for the pod templates of Deployments, StatefulSets,
 DaemonSets, ReplicaSets, Jobs and CronJobs (``spec.jobTemplate.spec.template.spec``).
 :func:`answer` turns one decision per image into the response, a denial naming each refused
-container. A review that cannot be read is refused with its reason (:func:`refusal`): the
-webhook fails closed. An object of another kind, which the manifest's rules never send, is
-allowed with a warning (:class:`Unsupported`): it runs no container this module can see.
+container. An UPDATE that runs no new image (a label, a finalizer, a replica count changed) is
+allowed: it changes nothing the gate judges, and refusing it would stop controllers from
+maintaining workloads already running; new pods are still checked at their CREATE. A review
+that cannot be read is refused with its reason (:func:`refusal`): the webhook fails closed.
+An object of another kind, which the manifest's rules never send, is allowed with a warning
+(:class:`Unsupported`): it runs no container this module can see.
 
 Pure: plain dictionaries in, plain dictionaries out.
 """
@@ -74,15 +77,23 @@ class Workload:
     namespace: str | None
     name: str
     containers: tuple[Container, ...]
+    # An UPDATE's containers that the old object already had (same field, name and image):
+    # they run already, and an update that adds no other runs nothing new.
+    unchanged: frozenset[Container] = frozenset()
 
     def describe(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {where}{self.name}"
 
     @property
+    def to_check(self) -> tuple[Container, ...]:
+        """The containers whose images the gate must allow: all but the unchanged ones."""
+        return tuple(c for c in self.containers if c not in self.unchanged)
+
+    @property
     def images(self) -> tuple[str, ...]:
-        """Each image once, in the order the containers name them."""
-        return tuple(dict.fromkeys(c.image for c in self.containers))
+        """Each image to check once, in the order the containers name them."""
+        return tuple(dict.fromkeys(c.image for c in self.to_check))
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,21 @@ def _read_request(uid: str, request: Mapping[str, Any]) -> Review:
         name = f"{prefix}*" if prefix else "(unnamed)"
     spec = _walk(body, path, name_of_kind)
     containers = tuple(_containers(spec, ".".join(path)))
-    return Review(uid, operation, namespace, Workload(name_of_kind, namespace, name, containers))
+    unchanged = frozenset(containers) & _previous(request, path, name_of_kind, operation)
+    return Review(uid, operation, namespace,
+                  Workload(name_of_kind, namespace, name, containers, unchanged))
+
+
+def _previous(request: Mapping[str, Any], path: tuple[str, ...], kind: str,
+              operation: str) -> frozenset[Container]:
+    """The containers of an UPDATE's old object (none when it cannot be read: all checked)."""
+    old = request.get("oldObject")
+    if operation != "UPDATE" or not isinstance(old, Mapping):
+        return frozenset()
+    try:
+        return frozenset(_containers(_walk(old, path, kind), "oldObject"))
+    except MalformedReview:
+        return frozenset()
 
 
 def _walk(body: Mapping[str, Any], path: tuple[str, ...], kind: str) -> Mapping[str, Any]:
@@ -228,14 +253,15 @@ def refusal(uid: str, reason: str) -> dict[str, Any]:
 def answer(review: Review, decisions: Mapping[str, Decision]) -> dict[str, Any]:
     """The response to ``review``, given the decision for each of its images.
 
-    Allowed only when every container's image is allowed; a denial names each refused
+    Allowed only when every container's image is allowed (of an UPDATE, every container it
+    adds or changes: the others run already); a denial names each refused
     container (kind namespace/name, container, image and reason). An image without a decision
     is refused (fail closed)."""
     subject = review.subject
     if isinstance(subject, Unsupported):
         return response(review.uid, True, warnings=[subject.warning])
     refused = []
-    for container in subject.containers:
+    for container in subject.to_check:
         decision = decisions.get(container.image)
         if decision is None or not decision.allowed:
             reason = decision.reason if decision is not None else "no decision for this image"
