@@ -144,3 +144,34 @@ def test_a_port_in_use_is_a_one_line_error(certificates: Certificates) -> None:
             build_server(args, AllowAll())
     finally:
         first.server_close()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(certificates: Certificates,
+                                                           tmp_path: Path) -> None:
+    # Given a running server, and its certificate renewed in place by another CA
+    server = build_server(build_parser().parse_args(serve_args(certificates)), AllowAll())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        (tmp_path / "renewed").mkdir()
+        renewed = make_certificates(tmp_path / "renewed")
+        for source, target in ((renewed.cert, certificates.cert),
+                               (renewed.key, certificates.key)):
+            target.write_bytes(source.read_bytes())
+            later = os.stat(target).st_mtime + 5
+            os.utime(target, (later, later))
+
+        # When a client trusting only the new CA connects
+        context = ssl.create_default_context(cafile=str(renewed.ca))
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context,
+                                                 timeout=5)
+        connection.request("GET", "/healthz")
+
+        # Then the server presents the renewed certificate
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
