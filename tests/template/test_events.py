@@ -53,6 +53,8 @@ MEANT_FOR: dict[str, str | None] = {
     "scheduled-event": "SweeperFunction",
     "s3-policy-object-created": "SweeperFunction",
     "sns-verdict-notification": "SlackNotifierFunction",
+    "ecs-lifecycle-hook-pre-scale-up": "EcsDeploymentHookFunction",
+    "ecs-lifecycle-hook-post-test-traffic-shift": "EcsDeploymentHookFunction",
     "ecr-image-delete": None,
     "ecr-image-push-failed": None,
     "ecr-image-action-storage-class": None,

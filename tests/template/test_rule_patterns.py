@@ -54,6 +54,9 @@ DELIVERED_TO: dict[str, str | None] = {
     "sns-verdict-notification": None,
     # What the SQS poller hands OnReevaluateFunction (not an EventBridge event) either.
     "sqs-reevaluation": None,
+    # What ECS hands its deployment lifecycle hook (a direct invocation) either.
+    "ecs-lifecycle-hook-pre-scale-up": None,
+    "ecs-lifecycle-hook-post-test-traffic-shift": None,
 }
 RULES = (PUSH_RULE, BASIC_SCAN_RULE, INSPECTOR_RULE, FINDING_RULE, POLICY_RULE)
 CASES = [

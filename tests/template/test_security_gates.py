@@ -45,12 +45,17 @@ def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
     if command is None:
         pytest.skip("checkov is not installed: `make install` (or `make test`) puts it in "
                     ".tools/checkov; this gate then runs")
-    transformed = tmp_path_factory.mktemp("checkov") / "transformed.json"
+    scanned = tmp_path_factory.mktemp("checkov")
+    transformed = scanned / "transformed.json"
     transformed.write_text(json.dumps(cfn, indent=1))
+    # checkov drops a resource whose condition is false with the parameters' defaults: the
+    # template as written is scanned with every switch that defaults to off turned on
+    written = scanned / "template.yaml"
+    written.write_text(switched_on(TEMPLATE.read_text()))
     started = time.monotonic()
     done = subprocess.run(
         [command, "--framework", "cloudformation", "--output", "json", "--skip-download",
-         "--file", "template.yaml", "--file", str(transformed)],
+         "--file", str(written), "--file", str(transformed)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
         # --skip-download: offline, no Prisma Cloud guidelines (CI has no network for it)
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
@@ -63,6 +68,19 @@ def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
     report["returncode"] = done.returncode
     report["transformed"] = transformed.name
     return report
+
+
+# Parameters that turn an optional part of the stack on, and the value that does.
+SWITCHES = {"EcsDeploymentHook": "enabled"}
+
+
+def switched_on(text: str) -> str:
+    """template.yaml with each switch's default set to its "on" value."""
+    for name, on in SWITCHES.items():
+        text, count = re.subn(rf"(\n  {name}:\n    Type: String\n    Default: )\w+",
+                              rf"\g<1>{on}", text)
+        assert count == 1, name
+    return text
 
 
 def describe(check: dict[str, Any]) -> str:
@@ -131,6 +149,8 @@ RESOURCE_STAR_ALLOWED = {
     "xray:PutTelemetryRecords",
     # custom metrics by API (the gatekeeper uses EMF log lines instead, but a function may not)
     "cloudwatch:PutMetricData",
+    # the ECS deployment hook reads the task definition a deployment runs
+    "ecs:DescribeTaskDefinition",
 }
 # The AWS managed policies SAM attaches to the roles it generates; the template cannot scope
 # them. Anything else attached to a role must be an inline statement this file can check.
@@ -195,7 +215,29 @@ def test_roles_attach_only_the_managed_policies_sam_adds(cfn: dict[str, Any]) ->
     for logical_id, role in of_type(cfn, "AWS::IAM::Role").items():
         attached = set(role["Properties"].get("ManagedPolicyArns", []))
         assert attached <= set(SAM_MANAGED_POLICIES), (logical_id, attached)
-        assert "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole" in attached
+        if logical_id not in SERVICE_ROLES:  # a function's role
+            assert ("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                    in attached), logical_id
+
+
+# Roles another AWS service assumes to call the stack (not a function's role), and the one
+# thing each may do.
+SERVICE_ROLES = {"EcsDeploymentHookInvokeRole": ("ecs.amazonaws.com", "lambda:InvokeFunction",
+                                                 "EcsDeploymentHookFunction")}
+
+
+def test_a_service_role_may_only_invoke_its_function(cfn: dict[str, Any]) -> None:
+    for logical_id, (service, action, function_id) in SERVICE_ROLES.items():
+        role = cfn["Resources"][logical_id]["Properties"]
+        (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": service}
+        assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {
+            "Ref": "AWS::AccountId"}}}
+        assert "ManagedPolicyArns" not in role
+        statements = [s for p in role["Policies"]
+                      for s in as_list(p["PolicyDocument"]["Statement"])]
+        assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == [
+            ("Allow", action, {"Fn::GetAtt": [function_id, "Arn"]})]
 
 
 # --- encryption at rest ---------------------------------------------------------------------

@@ -128,8 +128,10 @@ def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> No
 
 def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
     # and the Slack notifier, only with its parameter (tests/template/test_slack_template.py)
+    # and the ECS deployment hook, only with EcsDeploymentHook=enabled
+    # (tests/template/test_ecs_hook_template.py)
     assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS) | {
-        "SlackNotifierFunction"}
+        "SlackNotifierFunction", "EcsDeploymentHookFunction"}
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -536,12 +538,14 @@ def test_no_allow_statement_grants_a_wildcard_action_or_every_resource(
     assert allows
 
     # Then none allows a wildcard action (nor uses NotAction/NotResource), and Resource "*"
-    # appears only for inspector2:ListFindings, which has no resource-level permissions
+    # appears only for inspector2:ListFindings and ecs:DescribeTaskDefinition, which have no
+    # resource-level permissions
     for logical_id, statement in allows:
         assert not [a for a in as_list(statement["Action"]) if "*" in a], (logical_id, statement)
         assert not {"NotAction", "NotResource"} & set(statement), (logical_id, statement)
         if "*" in as_list(statement.get("Resource")):
-            assert as_list(statement["Action"]) == ["inspector2:ListFindings"], statement
+            assert as_list(statement["Action"]) in (
+                ["inspector2:ListFindings"], ["ecs:DescribeTaskDefinition"]), statement
 
 
 def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, Any]) -> None:
@@ -703,6 +707,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "LogsKmsKeyArn": "",
         "OperatorEmail": "",
         "SlackWebhookSecretArn": "",
+        "EcsDeploymentHook": "disabled",
+        "OtherRegistries": "deny",
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from gatekeeper.config import SECRET_ENV, Config, ConfigError, SlackConfig, SweeperConfig
+from gatekeeper.config import (
+    SECRET_ENV,
+    Config,
+    ConfigError,
+    EcsHookConfig,
+    SlackConfig,
+    SweeperConfig,
+)
 from gatekeeper.domain.markers import MarkerScheme
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,6 +330,7 @@ CONFIG_OF = {  # each function of the template: the configuration its handler re
     "OnReevaluateFunction": Config,
     "SweeperFunction": SweeperConfig,
     "SlackNotifierFunction": SlackConfig,
+    "EcsDeploymentHookFunction": EcsHookConfig,
 }
 # What CloudFormation's Ref gives for the stack's resources of each type (the names are
 # generated: stack name, logical id, a random suffix; buckets' in lower case).
@@ -393,6 +401,9 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
         pattern = cfn["Parameters"]["SlackWebhookSecretArn"]["AllowedPattern"]
         assert re.fullmatch(pattern, config.secret_arn)  # the sample is one the stack accepts
         return
+    if config_class is EcsHookConfig:
+        assert config.topic_arn == env["GATEKEEPER_TOPIC_ARN"]
+        return
     assert config.policy_key == cfn["Parameters"]["PolicyObjectKey"]["Default"]
     assert config.scan_timeout_minutes == cfn["Parameters"]["ScanTimeoutMinutes"]["Default"]
     assert config.history_retention_days == cfn["Parameters"]["HistoryRetentionDays"]["Default"]
@@ -434,3 +445,13 @@ def test_the_benchmarks_lambda_environment_parses(config_class: Any) -> None:
     config = config_class.from_env(env)
 
     assert config.reevaluation_queue_url == env["GATEKEEPER_REEVALUATION_QUEUE_URL"]
+
+
+def test_the_ecs_hook_needs_its_topic() -> None:
+    # Given no topic; Then the hook's configuration names the variable
+    with pytest.raises(ConfigError, match="GATEKEEPER_TOPIC_ARN is not set"):
+        EcsHookConfig.from_env({})
+    with pytest.raises(ConfigError, match="GATEKEEPER_TOPIC_ARN must be an SNS topic ARN"):
+        EcsHookConfig.from_env({"GATEKEEPER_TOPIC_ARN": "verdicts"})
+    topic = "arn:aws:sns:us-east-1:123456789012:verdicts"
+    assert EcsHookConfig.from_env({"GATEKEEPER_TOPIC_ARN": topic}).topic_arn == topic

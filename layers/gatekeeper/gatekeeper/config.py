@@ -3,7 +3,8 @@ the environment the template sets.
 
 - :class:`Config`: the judging functions (push, scan, re-evaluate);
 - :class:`SweeperConfig`: the sweeper (schedule and policy uploads);
-- :class:`SlackConfig`: the Slack notifier.
+- :class:`SlackConfig`: the Slack notifier;
+- :class:`EcsHookConfig`: the ECS deployment lifecycle hook.
 
 Each ``from_env`` reads its function's variables and reports every problem it finds in one
 :class:`ConfigError`, whose message names each variable, what is wrong with it and what was
@@ -148,6 +149,22 @@ class SlackConfig:
             raise ConfigError(f"{SECRET_ENV} must be {_SLACK_ARN}, not {_shown(secret)}: deploy "
                               "with SlackWebhookSecretArn set to the secret's full ARN")
         return cls(secret_arn=secret)
+
+
+@dataclass(frozen=True)
+class EcsHookConfig:
+    """The ECS deployment hook's configuration: the topic its refusals are published to.
+    (The gate it asks reads its own settings: the signing key, other registries.)"""
+
+    topic_arn: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EcsHookConfig:
+        """From ``env`` (default: the process environment); ConfigError says what is wrong."""
+        read = _Reader(os.environ if env is None else env)
+        config = cls(topic_arn=read.text("GATEKEEPER_TOPIC_ARN", _TOPIC, _TOPIC_ARN))
+        read.check()
+        return config
 
 
 class _Shared(NamedTuple):

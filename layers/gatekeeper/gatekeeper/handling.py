@@ -1,7 +1,7 @@
 """What every Lambda handler does with its event: parse it, hand it to its use case, count
 the result, log why. The functions' ``app.py`` modules import this module only: it gives them
 the observability decorators and one entry function each (``on_push``, ``on_scan``,
-``on_reevaluate``, ``on_sweep``, ``on_slack``), bound to the container's wiring
+``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``), bound to the container's wiring
 (:mod:`gatekeeper.runtime`)."""
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from gatekeeper.service import Gatekeeper, sweep
 
 if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
+    from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.slack import SlackNotifier
 
 __all__ = ["EVENTBRIDGE_CORRELATION", "PUSH_KINDS", "SCAN_KINDS", "logger", "metrics",
-           "on_push", "on_reevaluate", "on_scan", "on_slack", "on_sweep", "tracer"]
+           "on_ecs_hook", "on_push", "on_reevaluate", "on_scan", "on_slack", "on_sweep", "tracer"]
 
 # The EventBridge events each function judges (``gatekeeper replay-dlq`` routes by them too).
 PUSH_KINDS: frozenset[Kind] = frozenset({Kind.PUSH})
@@ -223,6 +224,32 @@ def handle_sns(event: Any, notifier: Callable[[], SlackNotifier],
     return dict(outcomes)
 
 
+# An ECS hook answer, counted by what led to it.
+_HOOK_METRICS = {
+    "allowed": "DeploymentsAllowed",
+    "refused": "DeploymentsRefused",
+    "malformed": "DeploymentHookErrors",
+    "error": "DeploymentHookErrors",
+}
+
+
+def handle_ecs_hook(event: Any, hook: Callable[[], EcsDeploymentHook]) -> dict[str, str]:
+    """An ECS deployment lifecycle hook: ``{"hookStatus": "SUCCEEDED"}`` only when every
+    image of the deployment may run; FAILED (ECS rolls back) otherwise, and on any error,
+    a configuration error included. It never raises: the answer is always the hook's."""
+    try:
+        outcome = hook().handle(event)
+    except Exception as err:  # the hook could not even be built: fail closed
+        logger.exception("deployment refused: the hook is not configured",
+                         reason=f"{type(err).__name__}: {err}")
+        _count("DeploymentHookErrors")
+        return {"hookStatus": "FAILED"}
+    _count(_HOOK_METRICS.get(outcome.result, "DeploymentHookErrors"))
+    logger.info("lifecycle hook answered", hook_status=outcome.status, result=outcome.result,
+                task_definition=outcome.task_definition)
+    return outcome.response()
+
+
 # --- one entry per function, bound to the container's wiring (looked up on every call, so
 # tests may replace runtime's factories) ---------------------------------------------------
 
@@ -249,3 +276,8 @@ def on_sweep(event: Any) -> dict[str, Any]:
 def on_slack(event: Any, context: Any) -> dict[str, int]:
     """The verdict topic's notifications, posted to Slack."""
     return handle_sns(event, notifier=runtime.slack_notifier, context=context)
+
+
+def on_ecs_hook(event: Any) -> dict[str, str]:
+    """An ECS service deployment's lifecycle hook: SUCCEEDED only if every image may run."""
+    return handle_ecs_hook(event, hook=runtime.ecs_hook)

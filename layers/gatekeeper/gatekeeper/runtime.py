@@ -8,9 +8,10 @@ container; a ConfigError fails that invocation, and the next one reads it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -20,10 +21,12 @@ from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import Config, SlackConfig, SweeperConfig
+from gatekeeper.config import Config, ConfigError, EcsHookConfig, SlackConfig, SweeperConfig
 from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
+    from gatekeeper.domain.admission import Gate
+    from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.slack import SlackNotifier
 
 # Standard retry mode absorbs throttling; shared by the functions and the operator CLI.
@@ -95,3 +98,37 @@ def slack_notifier() -> SlackNotifier:
 
     config = SlackConfig.from_env()
     return SlackNotifier(SecretWebhooks(config.secret_arn), WebhookPoster())
+
+
+# --- the ECS deployment hook ---------------------------------------------------------------
+
+def deployment_gate() -> Gate:
+    """The gate deploy-time checks ask: the stack's verdict gate (``verdict_gate``, built
+    from the signing key's settings). Where this build has none, no gate is configured and
+    the check fails closed: every deployment is refused."""
+    factory: Any = globals().get("verdict_gate")
+    if factory is None:
+        raise ConfigError("no verdict gate is configured in this build (signed verdicts): "
+                          "every deployment is refused")
+    gate: Gate = factory()
+    return gate
+
+
+def build_ecs_hook(config: EcsHookConfig, session: boto3.session.Session | None = None,
+                   gate: Callable[[], Gate] = deployment_gate) -> EcsDeploymentHook:
+    """The hook's ECS reader, gate and notifier (its modules imported here: the judging
+    functions never load them)."""
+    from gatekeeper.adapters.ecs import EcsDeployments
+    from gatekeeper.service.ecs_hook import EcsDeploymentHook
+
+    session = session or boto3.session.Session()
+    return EcsDeploymentHook(
+        EcsDeployments(session.client("ecs", config=BOTO_CONFIG)), gate=gate,
+        notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
+        now=lambda: now().isoformat())
+
+
+@cache
+def ecs_hook() -> EcsDeploymentHook:
+    """The ECS deployment hook function's use case, from the environment the template sets."""
+    return build_ecs_hook(EcsHookConfig.from_env())
