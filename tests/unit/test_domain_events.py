@@ -63,7 +63,10 @@ IGNORED = {
 # bodies are read by parse_reevaluation, tests/template/test_events.py). Should one reach a
 # handler of EventBridge events, it is ignored.
 NOT_EVENTBRIDGE = {"sns-verdict-notification": "not an event the gatekeeper handles",
-                   "sqs-reevaluation": "not an event the gatekeeper handles"}
+                   "sqs-reevaluation": "not an event the gatekeeper handles",
+                   "ecs-lifecycle-hook-pre-scale-up": "not an event the gatekeeper handles",
+                   "ecs-lifecycle-hook-post-test-traffic-shift":
+                       "not an event the gatekeeper handles"}
 
 
 def test_every_recorded_event_is_covered_by_these_tests() -> None:
