@@ -3,7 +3,8 @@ the environment the template sets.
 
 - :class:`Config`: the judging functions (push, scan, re-evaluate);
 - :class:`SweeperConfig`: the sweeper (schedule and policy uploads);
-- :class:`SlackConfig`: the Slack notifier.
+- :class:`SlackConfig`: the Slack notifier;
+- :class:`VerdictApiConfig`: the verdict API (reads the verdict table only).
 
 Each ``from_env`` reads its function's variables and reports every problem it finds in one
 :class:`ConfigError`, whose message names each variable, what is wrong with it and what was
@@ -148,6 +149,21 @@ class SlackConfig:
             raise ConfigError(f"{SECRET_ENV} must be {_SLACK_ARN}, not {_shown(secret)}: deploy "
                               "with SlackWebhookSecretArn set to the secret's full ARN")
         return cls(secret_arn=secret)
+
+
+@dataclass(frozen=True)
+class VerdictApiConfig:
+    """The verdict API's configuration: the table it reads verdicts from."""
+
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VerdictApiConfig:
+        """From ``env`` (default: the process environment); ConfigError says what is wrong."""
+        read = _Reader(os.environ if env is None else env)
+        config = cls(table_name=read.text("GATEKEEPER_TABLE", _TABLE, _TABLE_NAME))
+        read.check()
+        return config
 
 
 class _Shared(NamedTuple):
