@@ -256,8 +256,9 @@ def handle_http(event: Any, api: Callable[[], VerdictApi]) -> dict[str, Any]:
             response = error(500, "internal", "the verdict API failed; see its logs")
     logger.info("verdict request answered", method=method, path=_shown(path),
                 status=response.status, code=response.code)
+    _count("VerdictRequests")
     if response.status == 503:
-        _count("VerdictApiUnavailable")
+        _count("VerdictRequestsUnavailable")
     return {"statusCode": response.status, "headers": response.headers,
             "body": "" if response.body is None else json.dumps(response.body),
             "isBase64Encoded": False}

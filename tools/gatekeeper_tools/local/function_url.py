@@ -37,7 +37,7 @@ from gatekeeper_tools.local.stack import LambdaContext
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 URL_ID = "abcdefghijklmnopqrstuvwxyz012345"  # a function URL's id: 32 lowercase letters/digits
-_CREDENTIAL = re.compile(r"AWS4-HMAC-SHA256\s+Credential=(?P<key>[A-Z0-9]{16,128})/")
+_CREDENTIAL = re.compile(r"AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/\s,]+)/")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
