@@ -53,6 +53,7 @@ MEANT_FOR: dict[str, str | None] = {
     "scheduled-event": "SweeperFunction",
     "s3-policy-object-created": "SweeperFunction",
     "sns-verdict-notification": "SlackNotifierFunction",
+    "function-url-verdict-request": "VerdictApiFunction",
     "ecr-image-delete": None,
     "ecr-image-push-failed": None,
     "ecr-image-action-storage-class": None,
