@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from gatekeeper.config import SECRET_ENV, Config, ConfigError, SlackConfig, SweeperConfig
+from gatekeeper.config import (
+    SECRET_ENV,
+    Config,
+    ConfigError,
+    SlackConfig,
+    SweeperConfig,
+    VerdictApiConfig,
+)
 from gatekeeper.domain.markers import MarkerScheme
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,6 +330,7 @@ CONFIG_OF = {  # each function of the template: the configuration its handler re
     "OnReevaluateFunction": Config,
     "SweeperFunction": SweeperConfig,
     "SlackNotifierFunction": SlackConfig,
+    "VerdictApiFunction": VerdictApiConfig,
 }
 # What CloudFormation's Ref gives for the stack's resources of each type (the names are
 # generated: stack name, logical id, a random suffix; buckets' in lower case).
@@ -393,6 +401,9 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
         pattern = cfn["Parameters"]["SlackWebhookSecretArn"]["AllowedPattern"]
         assert re.fullmatch(pattern, config.secret_arn)  # the sample is one the stack accepts
         return
+    if config_class is VerdictApiConfig:
+        assert config.table_name == env["GATEKEEPER_TABLE"]  # all it reads
+        return
     assert config.policy_key == cfn["Parameters"]["PolicyObjectKey"]["Default"]
     assert config.scan_timeout_minutes == cfn["Parameters"]["ScanTimeoutMinutes"]["Default"]
     assert config.history_retention_days == cfn["Parameters"]["HistoryRetentionDays"]["Default"]
@@ -434,3 +445,21 @@ def test_the_benchmarks_lambda_environment_parses(config_class: Any) -> None:
     config = config_class.from_env(env)
 
     assert config.reevaluation_queue_url == env["GATEKEEPER_REEVALUATION_QUEUE_URL"]
+
+
+# --- the verdict API ------------------------------------------------------------------------
+
+def test_the_verdict_api_reads_only_the_table_name() -> None:
+    # Given only the table's name; When the API's configuration is read; Then that is all
+    assert VerdictApiConfig.from_env({"GATEKEEPER_TABLE": "verdicts"}) == VerdictApiConfig(
+        table_name="verdicts")
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({}, "GATEKEEPER_TABLE is not set"),
+    ({"GATEKEEPER_TABLE": "no spaces allowed"}, "GATEKEEPER_TABLE must be the verdict table"),
+])
+def test_the_verdict_api_without_its_table_is_a_config_error(env: dict[str, str],
+                                                              says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        VerdictApiConfig.from_env(env)
