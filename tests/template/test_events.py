@@ -55,6 +55,7 @@ MEANT_FOR: dict[str, str | None] = {
     "sns-verdict-notification": "SlackNotifierFunction",
     "ecs-lifecycle-hook-pre-scale-up": "EcsDeploymentHookFunction",
     "ecs-lifecycle-hook-post-test-traffic-shift": "EcsDeploymentHookFunction",
+    "function-url-verdict-request": "VerdictApiFunction",
     "ecr-image-delete": None,
     "ecr-image-push-failed": None,
     "ecr-image-action-storage-class": None,

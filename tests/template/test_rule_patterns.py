@@ -52,6 +52,8 @@ DELIVERED_TO: dict[str, str | None] = {
     "scheduled-event": None,
     # What SNS hands the Slack notifier (not an EventBridge event): no rule may take it.
     "sns-verdict-notification": None,
+    # What a function URL hands the verdict API (an HTTP request): no rule may take it.
+    "function-url-verdict-request": None,
     # What the SQS poller hands OnReevaluateFunction (not an EventBridge event) either.
     "sqs-reevaluation": None,
     # What ECS hands its deployment lifecycle hook (a direct invocation) either.

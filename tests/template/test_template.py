@@ -127,11 +127,11 @@ def test_the_translator_rejects_what_cfn_lint_lets_through(tmp_path: Path) -> No
 # --- functions ------------------------------------------------------------------------------
 
 def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
-    # and the Slack notifier, only with its parameter (tests/template/test_slack_template.py)
-    # and the ECS deployment hook, only with EcsDeploymentHook=enabled
-    # (tests/template/test_ecs_hook_template.py)
+    # and the Slack notifier, the ECS deployment hook and the verdict API, each only with its
+    # parameter (tests/template/test_slack_template.py, test_ecs_hook_template.py,
+    # test_verdict_api_template.py)
     assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS) | {
-        "SlackNotifierFunction", "EcsDeploymentHookFunction"}
+        "SlackNotifierFunction", "EcsDeploymentHookFunction", "VerdictApiFunction"}
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -709,6 +709,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "SlackWebhookSecretArn": "",
         "EcsDeploymentHook": "disabled",
         "OtherRegistries": "deny",
+        "VerdictApi": "disabled",
+        "VerdictApiReservedConcurrency": 5,
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

@@ -19,6 +19,7 @@ from gatekeeper.config import (
     EcsHookConfig,
     SlackConfig,
     SweeperConfig,
+    VerdictApiConfig,
 )
 from gatekeeper.domain.markers import MarkerScheme
 
@@ -331,6 +332,7 @@ CONFIG_OF = {  # each function of the template: the configuration its handler re
     "SweeperFunction": SweeperConfig,
     "SlackNotifierFunction": SlackConfig,
     "EcsDeploymentHookFunction": EcsHookConfig,
+    "VerdictApiFunction": VerdictApiConfig,
 }
 # What CloudFormation's Ref gives for the stack's resources of each type (the names are
 # generated: stack name, logical id, a random suffix; buckets' in lower case).
@@ -404,6 +406,9 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
     if config_class is EcsHookConfig:
         assert config.topic_arn == env["GATEKEEPER_TOPIC_ARN"]
         return
+    if config_class is VerdictApiConfig:
+        assert config.table_name == env["GATEKEEPER_TABLE"]  # all it reads
+        return
     assert config.policy_key == cfn["Parameters"]["PolicyObjectKey"]["Default"]
     assert config.scan_timeout_minutes == cfn["Parameters"]["ScanTimeoutMinutes"]["Default"]
     assert config.history_retention_days == cfn["Parameters"]["HistoryRetentionDays"]["Default"]
@@ -455,3 +460,21 @@ def test_the_ecs_hook_needs_its_topic() -> None:
         EcsHookConfig.from_env({"GATEKEEPER_TOPIC_ARN": "verdicts"})
     topic = "arn:aws:sns:us-east-1:123456789012:verdicts"
     assert EcsHookConfig.from_env({"GATEKEEPER_TOPIC_ARN": topic}).topic_arn == topic
+
+
+# --- the verdict API ------------------------------------------------------------------------
+
+def test_the_verdict_api_reads_only_the_table_name() -> None:
+    # Given only the table's name; When the API's configuration is read; Then that is all
+    assert VerdictApiConfig.from_env({"GATEKEEPER_TABLE": "verdicts"}) == VerdictApiConfig(
+        table_name="verdicts")
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({}, "GATEKEEPER_TABLE is not set"),
+    ({"GATEKEEPER_TABLE": "no spaces allowed"}, "GATEKEEPER_TABLE must be the verdict table"),
+])
+def test_the_verdict_api_without_its_table_is_a_config_error(env: dict[str, str],
+                                                              says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        VerdictApiConfig.from_env(env)

@@ -66,7 +66,8 @@ NOT_EVENTBRIDGE = {"sns-verdict-notification": "not an event the gatekeeper hand
                    "sqs-reevaluation": "not an event the gatekeeper handles",
                    "ecs-lifecycle-hook-pre-scale-up": "not an event the gatekeeper handles",
                    "ecs-lifecycle-hook-post-test-traffic-shift":
-                       "not an event the gatekeeper handles"}
+                       "not an event the gatekeeper handles",
+                   "function-url-verdict-request": "not an event the gatekeeper handles"}
 
 
 def test_every_recorded_event_is_covered_by_these_tests() -> None:

@@ -5,6 +5,7 @@ the environment the template sets.
 - :class:`SweeperConfig`: the sweeper (schedule and policy uploads);
 - :class:`SlackConfig`: the Slack notifier;
 - :class:`EcsHookConfig`: the ECS deployment lifecycle hook.
+- :class:`VerdictApiConfig`: the verdict API (reads the verdict table only).
 
 Each ``from_env`` reads its function's variables and reports every problem it finds in one
 :class:`ConfigError`, whose message names each variable, what is wrong with it and what was
@@ -163,6 +164,21 @@ class EcsHookConfig:
         """From ``env`` (default: the process environment); ConfigError says what is wrong."""
         read = _Reader(os.environ if env is None else env)
         config = cls(topic_arn=read.text("GATEKEEPER_TOPIC_ARN", _TOPIC, _TOPIC_ARN))
+        read.check()
+        return config
+
+
+@dataclass(frozen=True)
+class VerdictApiConfig:
+    """The verdict API's configuration: the table it reads verdicts from."""
+
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VerdictApiConfig:
+        """From ``env`` (default: the process environment); ConfigError says what is wrong."""
+        read = _Reader(os.environ if env is None else env)
+        config = cls(table_name=read.text("GATEKEEPER_TABLE", _TABLE, _TABLE_NAME))
         read.check()
         return config
 

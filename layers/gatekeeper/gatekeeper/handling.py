@@ -1,7 +1,8 @@
 """What every Lambda handler does with its event: parse it, hand it to its use case, count
 the result, log why. The functions' ``app.py`` modules import this module only: it gives them
 the observability decorators and one entry function each (``on_push``, ``on_scan``,
-``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``), bound to the container's wiring
+``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``, ``on_verdict_api``), bound to
+the container's wiring
 (:mod:`gatekeeper.runtime`)."""
 
 from __future__ import annotations
@@ -37,9 +38,27 @@ if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.slack import SlackNotifier
+    from gatekeeper.service.verdict_api import VerdictApi
 
-__all__ = ["EVENTBRIDGE_CORRELATION", "PUSH_KINDS", "SCAN_KINDS", "logger", "metrics",
-           "on_ecs_hook", "on_push", "on_reevaluate", "on_scan", "on_slack", "on_sweep", "tracer"]
+__all__ = [
+    "EVENTBRIDGE_CORRELATION",
+    "FUNCTION_URL_CORRELATION",
+    "PUSH_KINDS",
+    "SCAN_KINDS",
+    "logger",
+    "metrics",
+    "on_ecs_hook",
+    "on_push",
+    "on_reevaluate",
+    "on_scan",
+    "on_slack",
+    "on_sweep",
+    "on_verdict_api",
+    "tracer",
+]
+
+# A function URL request's id (payload format 2.0), for the verdict API's logs.
+FUNCTION_URL_CORRELATION = "requestContext.requestId"
 
 # The EventBridge events each function judges (``gatekeeper replay-dlq`` routes by them too).
 PUSH_KINDS: frozenset[Kind] = frozenset({Kind.PUSH})
@@ -250,6 +269,47 @@ def handle_ecs_hook(event: Any, hook: Callable[[], EcsDeploymentHook]) -> dict[s
     return outcome.response()
 
 
+def handle_http(event: Any, api: Callable[[], VerdictApi]) -> dict[str, Any]:
+    """A Lambda function URL request (payload format 2.0) answered by the verdict API.
+
+    Always a function URL response: a 4xx for what the caller sent wrong, 503 when the
+    verdict could not be read, 500 only for a fault of the function itself (logged)."""
+    from gatekeeper.service.verdict_api import Response, error
+
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    http = context.get("http") if isinstance(context, dict) else None
+    method = http.get("method") if isinstance(http, dict) else None
+    path = event.get("rawPath") if isinstance(event, dict) else None
+    if not isinstance(path, str) and isinstance(http, dict):
+        path = http.get("path")
+    response: Response
+    if not isinstance(method, str) or not isinstance(path, str):
+        logger.warning("not a function URL request (payload format 2.0)")
+        response = error(400, "bad-request", "not a function URL request (payload format 2.0)")
+    else:
+        try:
+            response = api().answer(method, path)
+        except ConfigError as err:
+            logger.error("verdict API not configured", reason=str(err))
+            response = error(500, "misconfigured", "the verdict API is not configured")
+        except Exception:
+            logger.exception("verdict request failed")
+            response = error(500, "internal", "the verdict API failed; see its logs")
+    logger.info("verdict request answered", method=method, path=_shown(path),
+                status=response.status, code=response.code)
+    _count("VerdictRequests")
+    if response.status == 503:
+        _count("VerdictRequestsUnavailable")
+    return {"statusCode": response.status, "headers": response.headers,
+            "body": "" if response.body is None else json.dumps(response.body),
+            "isBase64Encoded": False}
+
+
+def _shown(value: object) -> object:
+    """A caller's value for a log line, cut short."""
+    return value[:300] if isinstance(value, str) else value
+
+
 # --- one entry per function, bound to the container's wiring (looked up on every call, so
 # tests may replace runtime's factories) ---------------------------------------------------
 
@@ -281,3 +341,8 @@ def on_slack(event: Any, context: Any) -> dict[str, int]:
 def on_ecs_hook(event: Any) -> dict[str, str]:
     """An ECS service deployment's lifecycle hook: SUCCEEDED only if every image may run."""
     return handle_ecs_hook(event, hook=runtime.ecs_hook)
+
+
+def on_verdict_api(event: Any) -> dict[str, Any]:
+    """The verdict API's function URL requests."""
+    return handle_http(event, api=runtime.verdict_api)

@@ -2,8 +2,9 @@
 
 Each factory reads its own function's configuration (:mod:`gatekeeper.config`): the judging
 functions :class:`Config`, the sweeper :class:`SweeperConfig`, the Slack notifier
-:class:`SlackConfig`. A factory is cached, so the environment is read and checked once per
-container; a ConfigError fails that invocation, and the next one reads it again.
+:class:`SlackConfig`, the verdict API :class:`VerdictApiConfig`. A factory is cached, so the
+environment is read and checked once per container; a ConfigError fails that invocation,
+and the next one reads it again.
 """
 
 from __future__ import annotations
@@ -21,17 +22,29 @@ from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import Config, ConfigError, EcsHookConfig, SlackConfig, SweeperConfig
+from gatekeeper.config import (
+    Config,
+    ConfigError,
+    EcsHookConfig,
+    SlackConfig,
+    SweeperConfig,
+    VerdictApiConfig,
+)
 from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
     from gatekeeper.domain.admission import Gate
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.slack import SlackNotifier
+    from gatekeeper.service.verdict_api import VerdictApi
 
 # Standard retry mode absorbs throttling; shared by the functions and the operator CLI.
 BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5,
                          read_timeout=20)
+# The verdict API's caller waits: fewer, shorter retries (the function times out at 10 s; a
+# read that still fails answers 503 and the caller retries).
+API_BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2,
+                             read_timeout=3)
 
 
 def now() -> datetime:
@@ -132,3 +145,23 @@ def build_ecs_hook(config: EcsHookConfig, session: boto3.session.Session | None 
 def ecs_hook() -> EcsDeploymentHook:
     """The ECS deployment hook function's use case, from the environment the template sets."""
     return build_ecs_hook(EcsHookConfig.from_env())
+
+
+# --- the verdict API -----------------------------------------------------------------------
+
+def build_verdict_api(config: VerdictApiConfig,
+                      session: boto3.session.Session | None = None) -> VerdictApi:
+    """The verdict API's use case on the table (GetItem) and ECR (DescribeImages, for tags)."""
+    from gatekeeper.service.verdict_api import VerdictApi
+
+    session = session or boto3.session.Session()
+    return VerdictApi(
+        records=VerdictStore(session.client("dynamodb", config=API_BOTO_CONFIG),
+                             config.table_name),
+        images=EcrImages(session.client("ecr", config=API_BOTO_CONFIG)))
+
+
+@cache
+def verdict_api() -> VerdictApi:
+    """The verdict API function's use case, from the environment the template sets."""
+    return build_verdict_api(VerdictApiConfig.from_env())

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
+from gatekeeper.render.record import record_document
 from gatekeeper_tools.cli.deployment import (
     EXIT_FAILED,
     EXIT_OK,
@@ -62,7 +63,7 @@ def status(deployment: Deployment, reference: str, fmt: str = "text") -> int:
             "digest": digest,
             "exists": exists,
             "tags": tags,
-            "verdict": _record_document(record, tags) if record is not None else None,
+            "verdict": record_document(record, tags) if record is not None else None,
             "history": [_history_document(entry) for entry in history],
             "exit_code": code,
         }
@@ -70,35 +71,6 @@ def status(deployment: Deployment, reference: str, fmt: str = "text") -> int:
     else:
         print(_status_text(ref.repository, digest, tags, exists, record, history))
     return code
-
-
-def _record_document(record: ImageRecord, tags: list[str]) -> dict[str, Any]:
-    return {
-        "state": record.state,
-        "settled": record.settled,
-        "gone": record.gone,
-        "reasons": list(record.reasons),
-        "marker": record.marker,
-        "marker_on_image": record.marker in tags if record.marker else None,
-        "lease": ({"owner": record.lease_owner, "until": record.lease_until}
-                  if record.lease_owner else None),
-        "policy_order": record.policy_order,
-        "policy_version": record.policy_version,
-        "matched_rule": record.matched_rule,
-        "scan_status": record.scan_status,
-        "scan_completed_at": record.scan_completed_at,
-        "highest_severity": record.highest_severity,
-        "counts": dict(record.counts),
-        "decided_at": record.decided_at,
-        "trigger": record.trigger,
-        "previous_state": record.previous_state,
-        "review_at": record.review_at,
-        "created_at": record.created_at,
-        "revision": record.revision,
-        # moved to the ARCHIVE storage class by the gatekeeper (policies with archive
-        # enforcement); None when this version of the store does not record it
-        "archived": getattr(record, "archived", None),
-    }
 
 
 def _history_document(entry: HistoryEntry) -> dict[str, Any]:

@@ -37,8 +37,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "with one line on stderr saying why; 2 when the check itself could not "
                     "run (usage, configuration, AWS error).")
     parser.add_argument("image", help=IMAGE_HELP)
-    parser.set_defaults(func=operator_command(
-        "verify", lambda args: verify(from_arguments(args), args.image)))
+    parser.add_argument("--api", metavar="URL",
+                        help="ask the stack's verdict API (its VerdictApiUrl output) instead "
+                             "of reading the table and ECR; SigV4-signed with the default "
+                             "credentials")
+    parser.set_defaults(func=operator_command("verify", _run))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.api:
+        from gatekeeper_tools.cli.verdict_api_client import verify_with_api
+
+        return verify_with_api(from_arguments(args).session, args.api, args.image)
+    return verify(from_arguments(args), args.image)
 
 
 def verify(deployment: Deployment, reference: str) -> int:

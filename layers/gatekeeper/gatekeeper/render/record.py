@@ -1,0 +1,75 @@
+"""A recorded verdict (the verdict table's item for one image) as JSON documents.
+
+- :func:`verdict_document`: the verdict itself, as deploy tooling reads it (the verdict API's
+  ``verdict``): outcome, repository, digest, policy version, when, which revision, reasons,
+  counts, and whether its side effects are done.
+- :func:`record_document`: everything the record holds, for operators (``gatekeeper status
+  --format json``): the verdict, its marker and whether the image carries it, the lease, the
+  scan, the review time.
+
+Both read a record as :class:`gatekeeper.adapters.store.ImageRecord` holds it (any object with
+its attributes: renderers never import adapters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERDICT_SCHEMA = "gatekeeper.verdict/v1"
+
+
+def verdict_document(record: Any) -> dict[str, Any]:
+    """The verdict a record holds: what a deploy gate decides on.
+
+    ``verdict_revision`` is the revision that committed this verdict (a notice's verdict id
+    names it); ``outcome`` is PENDING while the image waits for its scan.
+    """
+    return {
+        "schema": VERDICT_SCHEMA,
+        "repository": record.repository,
+        "digest": record.digest,
+        "outcome": record.state,
+        "policy_version": record.policy_version,
+        "matched_rule": record.matched_rule,
+        "decided_at": record.decided_at,
+        "verdict_revision": record.verdict_id_revision,
+        "reasons": list(record.reasons),
+        "counts": dict(record.counts),
+        "highest_severity": record.highest_severity,
+        "scan_status": record.scan_status,
+        "trigger": record.trigger,
+        "previous_outcome": record.previous_state,
+        "settled": record.settled,
+        "gone": record.gone,
+        "review_at": record.review_at,
+    }
+
+
+def record_document(record: Any, tags: list[str]) -> dict[str, Any]:
+    """Everything the record holds; ``tags``: the image's tags now (is its marker on it?)."""
+    return {
+        "state": record.state,
+        "settled": record.settled,
+        "gone": record.gone,
+        "reasons": list(record.reasons),
+        "marker": record.marker,
+        "marker_on_image": record.marker in tags if record.marker else None,
+        "lease": ({"owner": record.lease_owner, "until": record.lease_until}
+                  if record.lease_owner else None),
+        "policy_order": record.policy_order,
+        "policy_version": record.policy_version,
+        "matched_rule": record.matched_rule,
+        "scan_status": record.scan_status,
+        "scan_completed_at": record.scan_completed_at,
+        "highest_severity": record.highest_severity,
+        "counts": dict(record.counts),
+        "decided_at": record.decided_at,
+        "trigger": record.trigger,
+        "previous_state": record.previous_state,
+        "review_at": record.review_at,
+        "created_at": record.created_at,
+        "revision": record.revision,
+        # moved to the ARCHIVE storage class by the gatekeeper (policies with archive
+        # enforcement); None when this version of the store does not record it
+        "archived": getattr(record, "archived", None),
+    }
