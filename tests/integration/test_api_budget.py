@@ -8,8 +8,8 @@ container reads it at most once a minute: GATEKEEPER_POLICY_CACHE_SECONDS, defau
 A verdict change costs more than FIXED, by design: it reads the record (GetItem) and the
 image's tags as they are (DescribeImages: the reconciler converges what it observes, not what
 it remembers), signs the verdict with the stack's KMS key (Sign: before the commit, so the
-record never holds an unsigned verdict), commits the verdict with its history entry and takes the image's lease
-(TransactWriteItems, one call for both) before touching a tag, writes the marker
+record never holds an unsigned verdict), commits the verdict with its history entry and takes
+the image's lease (TransactWriteItems, one call for both) before touching a tag, writes the marker
 (BatchGetImage for the manifest, then PutImage), asks which image indexes reference the image
 (Query: after the commit, so an index linked meanwhile is not missed), publishes (Publish) and
 settles the record, releasing the lease (PutItem: what makes a crash between publish and
