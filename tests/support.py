@@ -18,8 +18,8 @@ from gatekeeper.config import Config
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.runtime import build
 from gatekeeper.service import Gatekeeper
+from gatekeeper_tools.local import kms as moto_kms
 from gatekeeper_tools.local.ecr import push_image, set_scan_result
-from tests import moto_kms
 from tests.domain_support import (
     ACCOUNT,
     EVENTS,

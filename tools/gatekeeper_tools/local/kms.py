@@ -1,22 +1,30 @@
-"""moto's KMS, made to honour ``MessageType=DIGEST`` as AWS KMS does.
+"""moto's KMS (in-process only) made to sign verdicts as AWS KMS does, for the local
+deployment, the demo and the tests.
+
+- :func:`install`: moto honours ``MessageType=DIGEST`` (see below).
+- :func:`complete_key`: moto's CloudFormation creates every ``AWS::KMS::Key`` symmetric,
+  whatever its KeySpec; this gives the key the spec and usage the template asks for.
 
 moto 5.2 ignores MessageType: a DIGEST message is hashed again before it is signed, so its
 signatures are consistent with its own Verify but not with the key's public key (real KMS
 signs the digest as given: the signature is the same as over the original message). The
 gatekeeper signs with DIGEST and the operator verifies offline with the public key, so the
-tests need the real behaviour: :func:`install` makes moto's ECC keys sign and verify a DIGEST
-message as a pre-hashed digest (RAW messages are unchanged). Idempotent; applies to every
-moto KMS in the test process.
+local tooling needs the real behaviour: :func:`install` makes moto's ECC keys sign and
+verify a DIGEST message as a pre-hashed digest (RAW messages are unchanged). Idempotent;
+applies to every moto KMS in the process.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from moto.kms import models, responses
+from moto.kms.utils import generate_private_key
 
 _installed = False
 _PREHASHED = {"ECDSA_SHA_256": hashes.SHA256(), "ECDSA_SHA_384": hashes.SHA384(),
@@ -44,8 +52,6 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    import base64
-    import json
 
     sign, verify = responses.KmsResponse.sign, responses.KmsResponse.verify
 
@@ -76,3 +82,19 @@ def install() -> None:
     responses.KmsResponse.sign = signed  # type: ignore[method-assign]
     responses.KmsResponse.verify = verified  # type: ignore[method-assign]
     _installed = True
+
+
+def complete_key(key_id: str, region: str, key_spec: str, key_usage: str) -> None:
+    """Give the moto key ``key_id`` the spec and usage the template declares (new material),
+    and its key policy as the JSON text moto's own API reads (its CloudFormation keeps the
+    template's object)."""
+    install()
+    for account in list(models.kms_backends):
+        key = models.kms_backends[account][region].keys.get(key_id)
+        if key is not None:
+            key.key_spec, key.key_usage = key_spec, key_usage
+            key.private_key = generate_private_key(key_spec)
+            if not isinstance(key.policy, str):
+                key.policy = json.dumps(key.policy)
+            return
+    raise LookupError(f"no KMS key {key_id} in {region}")
