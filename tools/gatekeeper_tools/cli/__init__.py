@@ -5,7 +5,7 @@ under a monitor-mode policy that would quarantine), 2 usage or input error (a lo
 on stderr). The operator commands (status, verify, reevaluate, replay-dlq) document theirs.
 
 One module per command (``policy``, ``evaluate``, ``status``, ``verify``, ``reevaluate``,
-``replay``), each adding its subcommand with ``register(subparsers)``; what the operator
+``replay``, ``key``), each adding its subcommand with ``register(subparsers)``; what the operator
 commands share (where the deployment is, image references, exit codes) is in ``deployment``.
 """
 
@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from gatekeeper import __version__
 from gatekeeper.domain.findings import FindingsError
 from gatekeeper.domain.policy import PolicyError
-from gatekeeper_tools.cli import evaluate, policy, reevaluate, replay, status, verify
+from gatekeeper_tools.cli import evaluate, key, policy, reevaluate, replay, status, verify
 from gatekeeper_tools.cli.deployment import EXIT_INPUT
 
-COMMANDS = (policy, evaluate, status, verify, reevaluate, replay)
+COMMANDS = (policy, evaluate, status, verify, key, reevaluate, replay)
 
 
 class Parser(argparse.ArgumentParser):

@@ -98,14 +98,25 @@ def _record_document(record: ImageRecord, tags: list[str]) -> dict[str, Any]:
         # moved to the ARCHIVE storage class by the gatekeeper (policies with archive
         # enforcement); None when this version of the store does not record it
         "archived": getattr(record, "archived", None),
+        # the verdict signed with the stack's key (a DSSE envelope), None when unsigned
+        "envelope": record.envelope,
+        "signed_by": _signed_by(record),
     }
+
+
+def _signed_by(record: ImageRecord) -> str | None:
+    """The key the record's envelope names (what it claims: verify checks it)."""
+    signatures = (record.envelope or {}).get("signatures") or [{}]
+    keyid = signatures[0].get("keyid") if isinstance(signatures[0], dict) else None
+    return str(keyid) if keyid else None
 
 
 def _history_document(entry: HistoryEntry) -> dict[str, Any]:
     return {"decided_at": entry.decided_at, "state": entry.state, "previous": entry.previous,
             "trigger": entry.trigger, "policy_version": entry.policy_version,
             "reasons": list(entry.reasons), "scan_status": entry.scan_status,
-            "marker": entry.marker, "revision": entry.revision}
+            "marker": entry.marker, "revision": entry.revision,
+            "envelope": entry.envelope}
 
 
 def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
@@ -138,6 +149,9 @@ def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
         + (f", completed {record.scan_completed_at}" if record.scan_completed_at else ""),
         f"  decided at:  {record.decided_at or '-'} (trigger {record.trigger or '-'})",
         f"  review at:   {record.review_at or '-'}",
+        "  signature:   " + (f"signed by {_signed_by(record)} (verdict revision "
+                             f"{record.verdict_id_revision}; 'gatekeeper verify' checks it)"
+                             if _signed_by(record) else "unsigned"),
     ]
     if record.lease_owner:
         lines.append(f"  lease:       held by {record.lease_owner} until "

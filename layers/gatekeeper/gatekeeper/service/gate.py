@@ -90,9 +90,13 @@ class VerdictGate:
             if digest is None:
                 return Decision(False, image, f"no image tagged {name.tag} in {repo}",
                                 repository=repo)
-        return self._verdict(image, repo, digest)
+        return self.check_digest(repo, digest, image)
 
-    def _verdict(self, image: str, repo: str, digest: str) -> Decision:
+    def check_digest(self, repo: str, digest: str, image: str | None = None) -> Decision:
+        """Steps 4 and 5 for an image already resolved to its digest (``gatekeeper verify``
+        resolves names itself); errors are the caller's to handle."""
+        image = image or f"{repo}@{digest}"
+
         def refused(reason: str, verdict: str | None = None) -> Decision:
             return Decision(False, image, reason, repository=repo, digest=digest,
                             verdict=verdict)
