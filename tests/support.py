@@ -18,6 +18,7 @@ from gatekeeper.config import Config
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.runtime import build
 from gatekeeper.service import Gatekeeper
+from gatekeeper_tools.local import kms as moto_kms
 from gatekeeper_tools.local.ecr import push_image, set_scan_result
 from tests.domain_support import (
     ACCOUNT,
@@ -83,6 +84,8 @@ class World:
             "GATEKEEPER_TOPIC_ARN": self.config.topic_arn,
             "GATEKEEPER_POLICY_BUCKET": self.config.policy_bucket,
             "GATEKEEPER_POLICY_KEY": self.config.policy_key,
+            **({"GATEKEEPER_SIGNING_KEY_ARN": self.config.signing_key_arn}
+               if self.config.signing_key_arn else {}),
         }
 
     def publish_policy(self, text: str) -> str:
@@ -111,8 +114,16 @@ def as_delivered(envelope: dict[str, Any]) -> dict[str, Any]:
     return {**envelope, "Document": document, "Message": document["text"]}
 
 
-def make_world(markers: MarkerScheme | None = None) -> World:
-    """Call inside an active ``moto.mock_aws()``."""
+def signing_key(session: boto3.session.Session) -> str:
+    """A new asymmetric key as the stack's (ECC_NIST_P256, SIGN_VERIFY): its ARN."""
+    moto_kms.install()
+    return str(session.client("kms").create_key(
+        KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+        Description="verdict signing")["KeyMetadata"]["Arn"])
+
+
+def make_world(markers: MarkerScheme | None = None, signed: bool = True) -> World:
+    """Call inside an active ``moto.mock_aws()``. ``signed``: the stack has a signing key."""
     session = boto3.session.Session(region_name=REGION)
     ddb = session.client("dynamodb")
     ddb.create_table(
@@ -135,5 +146,6 @@ def make_world(markers: MarkerScheme | None = None) -> World:
     session.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     config = Config(table_name="verdicts", topic_arn=topic, policy_bucket="gatekeeper-policy",
                     policy_key="policy.yaml", markers=markers or MarkerScheme(),
-                    policy_cache_seconds=0)
+                    policy_cache_seconds=0,
+                    signing_key_arn=signing_key(session) if signed else None)
     return World(config=config, queue_url=queue_url, session=session)

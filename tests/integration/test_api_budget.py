@@ -7,8 +7,9 @@ container reads it at most once a minute: GATEKEEPER_POLICY_CACHE_SECONDS, defau
 
 A verdict change costs more than FIXED, by design: it reads the record (GetItem) and the
 image's tags as they are (DescribeImages: the reconciler converges what it observes, not what
-it remembers), commits the verdict with its history entry and takes the image's lease
-(TransactWriteItems, one call for both) before touching a tag, writes the marker
+it remembers), signs the verdict with the stack's KMS key (Sign: before the commit, so the
+record never holds an unsigned verdict), commits the verdict with its history entry and takes
+the image's lease (TransactWriteItems, one call for both) before touching a tag, writes the marker
 (BatchGetImage for the manifest, then PutImage), asks which image indexes reference the image
 (Query: after the commit, so an index linked meanwhile is not missed), publishes (Publish) and
 settles the record, releasing the lease (PutItem: what makes a crash between publish and
@@ -34,10 +35,10 @@ from tests.support import World, approved, push_event, quarantined, scan_event
 FIXED = 5
 PAGE = "DescribeImageScanFindings"
 CHANGES = {
-    "first verdict": ["GetItem", "DescribeImages", "TransactWriteItems", "BatchGetImage",
-                      "PutImage", "Query", "Publish", "PutItem"],
-    "flip": ["GetItem", "DescribeImages", "TransactWriteItems", "BatchGetImage", "PutImage",
-             "BatchDeleteImage", "Query", "Publish", "PutItem"],
+    "first verdict": ["GetItem", "DescribeImages", "Sign", "TransactWriteItems",
+                      "BatchGetImage", "PutImage", "Query", "Publish", "PutItem"],
+    "flip": ["GetItem", "DescribeImages", "Sign", "TransactWriteItems", "BatchGetImage",
+             "PutImage", "BatchDeleteImage", "Query", "Publish", "PutItem"],
 }
 POLICY = "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"
 FINDINGS = {1: 10, 3: 2_500}  # pages of findings -> findings (1,000 a page)
@@ -144,8 +145,9 @@ def test_the_echo_of_our_marker_and_a_duplicate_delivery_are_within_budget(
     calls.clear()
     again = on_scan(scan_event(repo, digest), context)
 
-    # Then the findings are read again, each page once, and nothing is written
+    # Then the findings are read again, each page once, and nothing is written (nor signed)
     assert again["status"] == "unchanged"
+    assert "Sign" not in calls
     assert calls.pages() == pages
     assert len(calls.others()) <= FIXED, calls
 

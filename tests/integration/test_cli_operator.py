@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from gatekeeper import runtime
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper_tools.cli import main
 from gatekeeper_tools.cli.deployment import parse_reference
+from gatekeeper_tools.cli.key import pem_public_key
+from gatekeeper_tools.local import kms as moto_kms
 from gatekeeper_tools.local.ecr import manifest, set_scan_result
 from gatekeeper_tools.local.slack import WebhookReceiver
 from gatekeeper_tools.local.stack import STACK_NAME, LocalDeployment
@@ -38,6 +40,7 @@ from tests.support import (
     push_event,
     quarantined,
     scan_event,
+    signing_key,
 )
 
 
@@ -585,7 +588,8 @@ def moto_server() -> Iterator[str]:
 def remote(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The gatekeeper's resources created over HTTP in the moto server (its state is reset
     by every in-process mock, so each test makes its own)."""
-    for name in ("GATEKEEPER_TABLE", "GATEKEEPER_TOPIC_ARN", "GATEKEEPER_POLICY_BUCKET"):
+    for name in ("GATEKEEPER_TABLE", "GATEKEEPER_TOPIC_ARN", "GATEKEEPER_POLICY_BUCKET",
+                 "GATEKEEPER_SIGNING_KEY_ARN"):
         monkeypatch.delenv(name, raising=False)
     urllib.request.urlopen(  # the local moto server
         urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
@@ -603,9 +607,12 @@ def remote(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         BillingMode="PAY_PER_REQUEST")
     topic = client("sns").create_topic(Name="verdicts")["TopicArn"]
     client("s3").create_bucket(Bucket="gatekeeper-policy")
-    yield {"client": client, "url": moto_server,
+    moto_kms.install()  # the server runs in this process
+    key = client("kms").create_key(KeySpec="ECC_NIST_P256",
+                                   KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    yield {"client": client, "url": moto_server, "key": key,
            "flags": ["--endpoint-url", moto_server, "--table", "verdicts", "--topic-arn", topic,
-                     "--policy-bucket", "gatekeeper-policy"]}
+                     "--policy-bucket", "gatekeeper-policy", "--signing-key-arn", key]}
 
 
 def seed_image(remote: dict[str, Any], repo: str, tag: str, findings: str) -> str:
@@ -760,3 +767,98 @@ def test_replay_dlq_says_why_a_redriven_request_fails_again(
     assert "ResourceNotFoundException" in run.out
     assert run.out.splitlines()[-1] == "1 message(s): replayed 0, still failing 1, kept 0"
     assert len(queued(sqs, url)) == 1
+
+
+# --- signed verdicts: status shows them, verify checks them, key export ------------------------
+
+def test_status_shows_the_signed_envelope(world: World, context: Any, gatekeeper: Any) -> None:
+    # Given an approved image, its verdict signed by the stack's key
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    judged(world, context, repo, digest, "basic-clean")
+
+    # When its status is shown as JSON and as text
+    document = json.loads(gatekeeper("status", "team-a/web:v1", "--format", "json").out)
+    text = gatekeeper("status", "team-a/web:v1").out
+
+    # Then the envelope and the key it names are there
+    envelope = document["verdict"]["envelope"]
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert document["verdict"]["signed_by"] == world.config.signing_key_arn
+    assert document["history"][0]["envelope"] == envelope
+    assert f"signature:   signed by {world.config.signing_key_arn}" in text
+
+
+def test_verify_refuses_an_approval_written_by_anyone_but_the_gatekeeper(
+        world: World, context: Any, gatekeeper: Any) -> None:
+    # Given a quarantined image, whose record someone with table write turned into an approval
+    # (state, reasons, the approved marker written on the image too), keeping its envelope
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    judged(world, context, repo, digest, "basic-critical")
+    store = VerdictStore(world.session.client("dynamodb"), world.config.table_name)
+    record = store.get(repo, digest)
+    assert record is not None
+    store.put(replace(record, state="APPROVED", reasons=(), marker=approved(digest)),
+              record.revision)
+    world.ecr.put_image(repositoryName=repo, imageTag=approved(digest), imageManifest=(
+        world.ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageDigest": digest}])[
+            "images"][0]["imageManifest"]))
+
+    # When it is verified (tag-only trust would have passed it)
+    run = gatekeeper("verify", "team-a/web:v1")
+
+    # Then the signed verdict is not the record's: refused, in one line
+    assert run.code == 1
+    assert run.err.startswith(f"not approved: not signed by the stack's key: {repo}@{digest}")
+    assert "is not the current one" in run.err
+    assert len(run.err.splitlines()) == 1
+
+
+def test_key_export_then_verify_offline_with_the_public_key(
+        world: World, context: Any, gatekeeper: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an approved image, and the stack key's public key exported to a file
+    repo = world.repository("team-a/web")
+    digest = world.push(repo, "v1")
+    judged(world, context, repo, digest, "basic-clean")
+    pem = tmp_path / "verdicts.pem"
+    exported = gatekeeper("key", "export", "--out", str(pem))
+    assert exported.code == 0, exported.err
+    assert pem.read_text().startswith("-----BEGIN PUBLIC KEY-----\n")
+
+    # When it is verified offline: no KMS call at all
+    kms_calls: list[str] = []
+    world.session.events.register("before-call.kms.*",
+                                  lambda model, **_: kms_calls.append(model.name))
+    monkeypatch.setattr(boto3.session.Session, "client", _recording_client(kms_calls))
+    run = gatekeeper("verify", "team-a/web:v1", "--public-key", str(pem))
+
+    # Then it passes, and KMS was not asked
+    assert run.code == 0, run.err
+    assert run.out == f"approved: team-a/web@{digest} (policy version builtin-strict)\n"
+    assert kms_calls == []
+
+    # and with another key's public key it is refused
+    other = tmp_path / "other.pem"
+    other_key = signing_key(world.session)
+    other.write_text(pem_public_key(world.session.client("kms").get_public_key(
+        KeyId=other_key)["PublicKey"]))
+    refused = gatekeeper("verify", "team-a/web:v1", "--public-key", str(other),
+                         "--signing-key-arn", other_key)
+    assert refused.code == 1
+    assert "signed by another key" in refused.err
+
+
+def _recording_client(calls: list[str]) -> Any:
+    """boto3 sessions whose KMS clients record their calls (the CLI makes its own session)."""
+    original = boto3.session.Session.client
+
+    def client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, service, *args, **kwargs)
+        if service == "kms":
+            made.meta.events.register("before-call.kms.*",
+                                      lambda model, **_: calls.append(model.name))
+        return made
+
+    return client

@@ -91,13 +91,17 @@ def test_an_approved_image_by_digest_answers_its_verdict(world: World, context: 
     # When the API is asked for it by digest
     answer = api(f"/v1/verdicts/team-a/web@{digest}")
 
-    # Then it answers 200 with the verdict document and no envelope (unsigned verdict)
+    # Then it answers 200 with the verdict document and the envelope the record holds (the
+    # verdict as the stack's key signed it)
     assert answer["status"] == 200
     assert answer["headers"]["content-type"] == "application/json"
     body = answer["body"]
     assert set(body) == {"repository", "digest", "verdict", "envelope"}
-    assert (body["repository"], body["digest"], body["envelope"]) == (
-        "team-a/web", digest, None)
+    assert (body["repository"], body["digest"]) == ("team-a/web", digest)
+    record = world.gatekeeper().store.get("team-a/web", digest)
+    assert record is not None and record.envelope is not None
+    assert body["envelope"] == record.envelope
+    assert body["envelope"]["payloadType"] == "application/vnd.in-toto+json"
     verdict = body["verdict"]
     assert verdict["schema"] == "gatekeeper.verdict/v1"
     assert (verdict["repository"], verdict["digest"]) == ("team-a/web", digest)
@@ -105,8 +109,6 @@ def test_an_approved_image_by_digest_answers_its_verdict(world: World, context: 
     assert verdict["settled"] is True and verdict["gone"] is False
     assert verdict["verdict_revision"] >= 1
     assert verdict["policy_version"] and verdict["decided_at"]
-    record = world.gatekeeper().store.get("team-a/web", digest)
-    assert record is not None
     assert verdict["reasons"] == list(record.reasons)
     assert verdict["counts"] == record.counts
 

@@ -269,7 +269,11 @@ def test_topics_that_alarms_notify_use_a_key_cloudwatch_may_use(cfn: dict[str, A
 
 def test_every_key_of_the_stack_rotates_and_is_administered_through_iam(
         cfn: dict[str, Any]) -> None:
-    for logical_id, key in of_type(cfn, "AWS::KMS::Key").items():
+    # (the verdict signing key is asymmetric: KMS does not rotate those; its policy has its
+    # own test below)
+    keys = {k: v for k, v in of_type(cfn, "AWS::KMS::Key").items() if k != "VerdictSigningKey"}
+    assert keys
+    for logical_id, key in keys.items():
         properties = key["Properties"]
         assert properties["EnableKeyRotation"] is True, logical_id
         for statement in properties["KeyPolicy"]["Statement"]:
@@ -279,6 +283,60 @@ def test_every_key_of_the_stack_rotates_and_is_administered_through_iam(
                     "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}, logical_id
             else:
                 assert "Service" in statement["Principal"], (logical_id, statement)
+
+
+STACK_ROLES = ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ecr-scan-gatekeeper/"
+               "${AWS::StackName}/*")
+
+
+def test_the_signing_key_is_asymmetric_and_kept(cfn: dict[str, Any]) -> None:
+    key = cfn["Resources"]["VerdictSigningKey"]
+    assert (key["Properties"]["KeySpec"], key["Properties"]["KeyUsage"]) == (
+        "ECC_NIST_P256", "SIGN_VERIFY")
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    alias = cfn["Resources"]["VerdictSigningKeyAlias"]["Properties"]
+    assert alias["TargetKeyId"] == {"Ref": "VerdictSigningKey"}
+    assert cfn["Outputs"]["SigningKeyArn"]["Value"] == {
+        "Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
+
+
+def test_only_the_stacks_roles_may_sign_and_anyone_in_the_account_may_verify(
+        cfn: dict[str, Any]) -> None:
+    # Given the signing key's policy
+    statements = {s["Sid"]: s for s in
+                  cfn["Resources"]["VerdictSigningKey"]["Properties"]["KeyPolicy"]["Statement"]}
+
+    # Then the account administers it through IAM,
+    admin = statements.pop("AccountAdministersThroughIam")
+    assert (admin["Effect"], admin["Action"]) == ("Allow", "kms:*")
+    assert admin["Principal"] == {"AWS": {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    # kms:Sign is denied to every principal outside the stack's role path, whatever IAM says,
+    sign = statements.pop("OnlyTheJudgingRolesSign")
+    assert (sign["Effect"], sign["Principal"], sign["Action"]) == ("Deny", "*", "kms:Sign")
+    assert sign["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": {"Fn::Sub": STACK_ROLES}}}
+    # any principal of the account (and only of it) may read the public key and verify,
+    verify = statements.pop("AnyoneInTheAccountVerifies")
+    assert (verify["Effect"], verify["Principal"]) == ("Allow", {"AWS": "*"})
+    assert sorted(verify["Action"]) == ["kms:DescribeKey", "kms:GetPublicKey", "kms:Verify"]
+    assert verify["Condition"] == {
+        "StringEquals": {"aws:PrincipalAccount": {"Ref": "AWS::AccountId"}}}
+    # and nothing else
+    assert statements == {}
+
+
+def test_only_the_judging_functions_roles_are_granted_kms_sign(cfn: dict[str, Any]) -> None:
+    # Given every function's role, Then only the judging functions may sign, on this key only
+    signing = {}
+    for logical_id, resource in of_type(cfn, "AWS::IAM::Role").items():
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                if any(a in ("kms:Sign", "kms:*", "*") for a in actions):
+                    signing[logical_id] = statement["Resource"]
+    assert signing == {f"{f}Role": {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
+                       for f in ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")}
 
 
 def test_every_queue_is_encrypted(cfn: dict[str, Any]) -> None:

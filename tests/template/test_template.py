@@ -175,6 +175,7 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_START_SCANS": {"Ref": "StartScanIfNotOnPush"},
         "GATEKEEPER_HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
         "GATEKEEPER_LEASE_SECONDS": "90",
+        "GATEKEEPER_SIGNING_KEY_ARN": {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]},
     }
 
 
@@ -560,6 +561,7 @@ def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, A
 # What a judging function does with ECR: read findings, details, manifests and the
 # repository's images; write a marker (PutImage), remove one (BatchDeleteImage by tag),
 # archive and restore (UpdateImageStorageClass). The README's threat model says why each.
+SIGNING_KEY_ARN = {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
 ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
                "ecr:ListImages", "ecr:PutImage", "ecr:BatchDeleteImage",
                "ecr:UpdateImageStorageClass")
@@ -583,6 +585,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
     assert grants(statements, "inspector2:ListFindings") == ["*"]
+    assert grants(statements, "kms:Sign") == [SIGNING_KEY_ARN]  # every verdict change
     # and nothing the service never calls
     assert grants(statements, "dynamodb:UpdateItem") == []
     assert grants(statements, "dynamodb:DeleteItem") == []
@@ -598,6 +601,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
+        ("kms:Sign", SIGNING_KEY_ARN),
     )
     if function_id in ASYNC_FUNCTIONS:
         expected |= pairs(("sqs:SendMessage", DLQ_ARN))

@@ -343,6 +343,11 @@ REF_OF_TYPE = {
     "AWS::SQS::Queue": lambda id_: (f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/"
                                     f"gatekeeper-{id_}-1A2B3C"),
 }
+# What CloudFormation's Fn::GetAtt gives, by resource type and attribute.
+GETATT_OF_TYPE = {
+    ("AWS::KMS::Key", "Arn"): lambda id_: (f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/"
+                                           "1234abcd-12ab-34cd-56ef-1234567890ab"),
+}
 # Parameters whose default is empty, for the functions that exist only when they are given.
 GIVEN = {"SlackWebhookSecretArn": SECRET}
 
@@ -376,6 +381,10 @@ def resolve(cfn: dict[str, Any], value: Any) -> str:
     if not isinstance(value, dict):
         return str(value)
     (ref,) = value.values()
+    if list(value) == ["Fn::GetAtt"]:
+        logical_id, attribute = ref.split(".", 1) if isinstance(ref, str) else ref
+        kind = cfn["Resources"][logical_id]["Type"]
+        return GETATT_OF_TYPE[(kind, attribute)](logical_id)
     assert list(value) == ["Ref"], f"unexpected intrinsic {value}"
     if ref in cfn["Parameters"]:
         default = str(cfn["Parameters"][ref].get("Default", ""))
@@ -416,6 +425,7 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
     if config_class is Config:
         assert config.start_scans is True  # StartScanIfNotOnPush defaults to "true"
         assert config.lease_seconds == 90
+        assert config.signing_key_arn == env["GATEKEEPER_SIGNING_KEY_ARN"]  # verdicts signed
         assert config.markers == MarkerScheme(
             approved=cfn["Parameters"]["ApprovedTagTemplate"]["Default"],
             quarantined=cfn["Parameters"]["QuarantinedTagTemplate"]["Default"])

@@ -6,6 +6,7 @@ the environment the template sets.
 - :class:`SlackConfig`: the Slack notifier;
 - :class:`EcsHookConfig`: the ECS deployment lifecycle hook.
 - :class:`VerdictApiConfig`: the verdict API (reads the verdict table only).
+- :class:`GateConfig`: whatever answers "may this image run?" (the verdict gate).
 
 Each ``from_env`` reads its function's variables and reports every problem it finds in one
 :class:`ConfigError`, whose message names each variable, what is wrong with it and what was
@@ -36,6 +37,8 @@ _QUEUE_URL = (r"(?P<scheme>https?)://[A-Za-z0-9.-]+(:[0-9]+)?/[0-9]{12}/"
               r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
 _SM_ARN = (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
            r"[A-Za-z0-9/_+=.@-]+")
+_KEY_ARN = (r"arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+            r"key/[A-Za-z0-9-]{1,128}")
 _INTEGER = r"\s*[+-]?[0-9]+\s*"
 # An emulator's endpoint (LocalStack, a moto server) hands out http:// queue URLs.
 _EMULATOR_ENDPOINTS = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
@@ -44,6 +47,9 @@ _TABLE = "the verdict table's name (3 to 255 of A-Z a-z 0-9 _ . -)"
 _TOPIC = "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
 _BUCKET = "the policy bucket's name (3 to 63 of a-z 0-9 . -)"
 _QUEUE = "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+_KEY = "a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+SIGNING_KEY_ENV = "GATEKEEPER_SIGNING_KEY_ARN"
+OTHER_REGISTRIES_ENV = "GATEKEEPER_OTHER_REGISTRIES"
 _SLACK_ARN = "a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
 
 
@@ -82,6 +88,7 @@ class Config:
     lease_seconds: int = 90
     lease_wait_seconds: int = 20
     history_retention_days: int | None = None  # history items expire (DynamoDB TTL) after it
+    signing_key_arn: str | None = None  # every verdict change is signed with it (None: not)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -101,9 +108,48 @@ class Config:
             lease_seconds=read.integer("GATEKEEPER_LEASE_SECONDS", 90, 1, 3_600),
             lease_wait_seconds=read.integer("GATEKEEPER_LEASE_WAIT_SECONDS", 20, 0, 900),
             history_retention_days=shared.history_retention_days,
+            signing_key_arn=read.key_arn(required=False),
         )
         read.check()
         return config
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The verdict gate's configuration: where verdicts are, the key that must have signed
+    them (required: without it every image would be refused), what to do with images outside
+    Amazon ECR, and the stack's own registry (its account and Region: the signing key's)."""
+
+    table_name: str
+    signing_key_arn: str
+    other_registries: str = "deny"  # "allow" or "deny": images outside Amazon ECR
+    account: str = ""
+    region: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GateConfig:
+        """From ``env`` (default: the process environment); ConfigError lists every problem."""
+        read = _Reader(os.environ if env is None else env)
+        table = read.text("GATEKEEPER_TABLE", _TABLE, _TABLE_NAME)
+        key = read.key_arn(required=True) or ""
+        other = (read.text(OTHER_REGISTRIES_ENV, "allow or deny", default="deny")
+                 .strip().lower())
+        if other not in ("allow", "deny"):
+            read.problems.append(f"{OTHER_REGISTRIES_ENV} must be allow or deny, not "
+                                 f"{_shown(other)}")
+        read.check()
+        return cls.for_key(table, key, other)
+
+    @classmethod
+    def for_key(cls, table_name: str, key_arn: str, other_registries: str = "deny"
+                ) -> GateConfig:
+        """The stack's registry is the signing key's account and Region."""
+        match = re.fullmatch(_KEY_ARN, key_arn)
+        if not match:
+            raise ConfigError(f"{SIGNING_KEY_ENV} must be {_KEY}, not {_shown(key_arn)}")
+        return cls(table_name=table_name, signing_key_arn=key_arn,
+                   other_registries=other_registries, account=match["account"],
+                   region=match["region"])
 
 
 @dataclass(frozen=True)
@@ -257,6 +303,11 @@ class _Reader:
             history_retention_days=self.integer("GATEKEEPER_HISTORY_RETENTION_DAYS", 0, 0,
                                                 36_500) or None,
         )
+
+    def key_arn(self, *, required: bool) -> str | None:
+        if not required and self._get(SIGNING_KEY_ENV) is None:
+            return None
+        return self.text(SIGNING_KEY_ENV, _KEY, _KEY_ARN)
 
     def queue_url(self, *, required: bool) -> str | None:
         name = "GATEKEEPER_REEVALUATION_QUEUE_URL"

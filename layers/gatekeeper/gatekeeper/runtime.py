@@ -2,9 +2,9 @@
 
 Each factory reads its own function's configuration (:mod:`gatekeeper.config`): the judging
 functions :class:`Config`, the sweeper :class:`SweeperConfig`, the Slack notifier
-:class:`SlackConfig`, the verdict API :class:`VerdictApiConfig`. A factory is cached, so the
-environment is read and checked once per container; a ConfigError fails that invocation,
-and the next one reads it again.
+:class:`SlackConfig`, the verdict API :class:`VerdictApiConfig`, the verdict gate
+:class:`GateConfig`. A factory is cached, so the environment is read and checked once
+per container; a ConfigError fails that invocation, and the next one reads it again.
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
+from gatekeeper.adapters.signing import KmsSigner, KmsVerifier
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import (
     Config,
     ConfigError,
     EcsHookConfig,
+    GateConfig,
     SlackConfig,
     SweeperConfig,
     VerdictApiConfig,
 )
 from gatekeeper.service import Gatekeeper, Leases
+from gatekeeper.service.gate import VerdictGate
 
 if TYPE_CHECKING:
     from gatekeeper.domain.admission import Gate
@@ -65,6 +68,20 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
         clock=lambda: now(),
         start_scans=config.start_scans,
         leases=Leases(store, config.lease_seconds, config.lease_wait_seconds),
+        signer=(KmsSigner(session.client("kms", config=BOTO_CONFIG), config.signing_key_arn)
+                if config.signing_key_arn else None),
+    )
+
+
+def build_gate(config: GateConfig, session: boto3.session.Session | None = None
+               ) -> VerdictGate:
+    """The stack's verdict gate: ECR resolves tags, the table holds verdicts, KMS verifies."""
+    session = session or boto3.session.Session()
+    return VerdictGate(
+        images=EcrImages(session.client("ecr", config=BOTO_CONFIG)),
+        store=VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
+        verifier=KmsVerifier(session.client("kms", config=BOTO_CONFIG), config.signing_key_arn),
+        config=config,
     )
 
 
@@ -79,6 +96,13 @@ def verdict_store(config: Config | SweeperConfig, session: boto3.session.Session
 def gatekeeper() -> Gatekeeper:
     """The container's Gatekeeper, from the environment the template sets."""
     return build(Config.from_env())
+
+
+@cache
+def verdict_gate() -> VerdictGate:
+    """The container's verdict gate (the verdict API, the ECS hook), from the environment
+    (GATEKEEPER_TABLE, GATEKEEPER_SIGNING_KEY_ARN, GATEKEEPER_OTHER_REGISTRIES)."""
+    return build_gate(GateConfig.from_env())
 
 
 class SweeperDeps(NamedTuple):

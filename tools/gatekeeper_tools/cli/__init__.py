@@ -5,9 +5,9 @@ under a monitor-mode policy that would quarantine), 2 usage or input error (a lo
 on stderr). The operator commands (status, verify, reevaluate, replay-dlq) document theirs.
 
 One module per command (``policy``, ``evaluate``, ``status``, ``verify``, ``reevaluate``,
-``replay``, ``webhook``), each adding its subcommand with ``register(subparsers)``; what the
-operator commands share (where the deployment is, image references, exit codes) is in
-``deployment``.
+``replay``, ``key``, ``webhook``), each adding its subcommand with
+``register(subparsers)``; what the operator commands share (where the deployment is, image
+references, exit codes) is in ``deployment``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,19 @@ from collections.abc import Callable, Sequence
 from gatekeeper import __version__
 from gatekeeper.domain.findings import FindingsError
 from gatekeeper.domain.policy import PolicyError
-from gatekeeper_tools.cli import evaluate, policy, reevaluate, replay, status, verify, webhook
+from gatekeeper_tools.cli import (
+    evaluate,
+    key,
+    policy,
+    reevaluate,
+    replay,
+    status,
+    verify,
+    webhook,
+)
 from gatekeeper_tools.cli.deployment import EXIT_INPUT
 
-COMMANDS = (policy, evaluate, status, verify, reevaluate, replay, webhook)
+COMMANDS = (policy, evaluate, status, verify, key, reevaluate, replay, webhook)
 
 
 class Parser(argparse.ArgumentParser):

@@ -39,11 +39,13 @@ EXIT_INTERRUPTED = 130
 
 # The stack outputs the commands read (template.yaml), their flags and environment variables.
 OUTPUTS = {"table": "VerdictTableName", "topic_arn": "VerdictTopicArn",
-           "policy_bucket": "PolicyBucketName", "dlq_url": "DeadLetterQueueUrl"}
+           "policy_bucket": "PolicyBucketName", "dlq_url": "DeadLetterQueueUrl",
+           "signing_key": "SigningKeyArn"}
 FLAGS = {"table": "--table", "topic_arn": "--topic-arn", "policy_bucket": "--policy-bucket",
-         "dlq_url": "--dlq-url"}
+         "dlq_url": "--dlq-url", "signing_key": "--signing-key-arn"}
 ENVIRONMENT = {"table": "GATEKEEPER_TABLE", "topic_arn": "GATEKEEPER_TOPIC_ARN",
-               "policy_bucket": "GATEKEEPER_POLICY_BUCKET", "dlq_url": "GATEKEEPER_DLQ_URL"}
+               "policy_bucket": "GATEKEEPER_POLICY_BUCKET", "dlq_url": "GATEKEEPER_DLQ_URL",
+               "signing_key": "GATEKEEPER_SIGNING_KEY_ARN"}
 
 
 class OperatorError(Exception):
@@ -82,6 +84,7 @@ class Deployment:
     markers: MarkerScheme
     stack: str | None = None
     slack_secret: str | None = None  # the SlackWebhookSecretArn the stack was deployed with
+    signing_key: str | None = None  # the SigningKeyArn output: verdicts are signed with it
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -99,7 +102,7 @@ class Deployment:
         self.require("table", "topic_arn", "policy_bucket")
         return Config(table_name=str(self.table), topic_arn=str(self.topic_arn),
                       policy_bucket=str(self.policy_bucket), policy_key=self.policy_key,
-                      markers=self.markers)
+                      markers=self.markers, signing_key_arn=self.signing_key)
 
     def ecr(self) -> Any:
         return self.session.client("ecr", config=BOTO_CONFIG)
@@ -119,7 +122,8 @@ class Deployment:
 def resolve(*, region: str | None, endpoint_url: str | None, stack: str | None,
             table: str | None = None, topic_arn: str | None = None,
             policy_bucket: str | None = None, policy_key: str | None = None,
-            dlq_url: str | None = None, env: Mapping[str, str] | None = None) -> Deployment:
+            dlq_url: str | None = None, signing_key: str | None = None,
+            env: Mapping[str, str] | None = None) -> Deployment:
     """Each resource from its flag, else the stack's output, else the environment.
 
     The marker templates and the policy key come from the stack's parameters when a stack is
@@ -141,7 +145,7 @@ def resolve(*, region: str | None, endpoint_url: str | None, stack: str | None,
         parameters = {p["ParameterKey"]: p.get("ResolvedValue") or p.get("ParameterValue", "")
                       for p in described.get("Parameters") or []}
     flags = {"table": table, "topic_arn": topic_arn, "policy_bucket": policy_bucket,
-             "dlq_url": dlq_url}
+             "dlq_url": dlq_url, "signing_key": signing_key}
     values = {name: flags[name] or outputs.get(OUTPUTS[name]) or env.get(ENVIRONMENT[name])
               or None for name in OUTPUTS}
     try:
@@ -166,7 +170,8 @@ def from_arguments(args: argparse.Namespace) -> Deployment:
     return resolve(
         region=args.region, endpoint_url=args.endpoint_url, stack=args.stack,
         table=args.table, topic_arn=args.topic_arn, policy_bucket=args.policy_bucket,
-        policy_key=args.policy_key, dlq_url=args.dlq_url)
+        policy_key=args.policy_key, dlq_url=args.dlq_url,
+        signing_key=getattr(args, "signing_key_arn", None))
 
 
 # --- the options and the error handling every operator command shares -------------------------
@@ -188,8 +193,8 @@ def deployment_options() -> argparse.ArgumentParser:
         "Where the gatekeeper runs: --stack NAME reads the stack's outputs (and its marker "
         "tag templates); or name the resources. Each comes from its flag, else the stack, "
         "else the environment (GATEKEEPER_TABLE, GATEKEEPER_TOPIC_ARN, "
-        "GATEKEEPER_POLICY_BUCKET, GATEKEEPER_DLQ_URL; markers from GATEKEEPER_APPROVED_TAG "
-        "and GATEKEEPER_QUARANTINED_TAG).")
+        "GATEKEEPER_POLICY_BUCKET, GATEKEEPER_DLQ_URL, GATEKEEPER_SIGNING_KEY_ARN; markers "
+        "from GATEKEEPER_APPROVED_TAG and GATEKEEPER_QUARANTINED_TAG).")
     add_location_options(where)
     where.add_argument("--table", help="the VerdictTableName output")
     where.add_argument("--topic-arn", help="the VerdictTopicArn output")
@@ -197,6 +202,8 @@ def deployment_options() -> argparse.ArgumentParser:
     where.add_argument("--policy-key", help="default: the stack's PolicyObjectKey, "
                        "GATEKEEPER_POLICY_KEY, else policy.yaml")
     where.add_argument("--dlq-url", help="the DeadLetterQueueUrl output")
+    where.add_argument("--signing-key-arn", help="the SigningKeyArn output (verdicts are "
+                       "signed with it; verify checks them against it)")
     where.add_argument("-v", "--verbose", action="store_true",
                        help="also show the functions' own logs (JSON, on stderr)")
     return options

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
-from gatekeeper.render.record import record_document
+from gatekeeper.render.record import record_document, signed_by
 from gatekeeper_tools.cli.deployment import (
     EXIT_FAILED,
     EXIT_OK,
@@ -77,7 +77,8 @@ def _history_document(entry: HistoryEntry) -> dict[str, Any]:
     return {"decided_at": entry.decided_at, "state": entry.state, "previous": entry.previous,
             "trigger": entry.trigger, "policy_version": entry.policy_version,
             "reasons": list(entry.reasons), "scan_status": entry.scan_status,
-            "marker": entry.marker, "revision": entry.revision}
+            "marker": entry.marker, "revision": entry.revision,
+            "envelope": entry.envelope}
 
 
 def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
@@ -110,6 +111,9 @@ def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
         + (f", completed {record.scan_completed_at}" if record.scan_completed_at else ""),
         f"  decided at:  {record.decided_at or '-'} (trigger {record.trigger or '-'})",
         f"  review at:   {record.review_at or '-'}",
+        "  signature:   " + (f"signed by {signed_by(record)} (verdict revision "
+                             f"{record.verdict_id_revision}; 'gatekeeper verify' checks it)"
+                             if signed_by(record) else "unsigned"),
     ]
     if record.lease_owner:
         lines.append(f"  lease:       held by {record.lease_owner} until "

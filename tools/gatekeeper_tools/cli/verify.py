@@ -1,22 +1,32 @@
 """``gatekeeper verify IMAGE``: the deploy gate.
 
-Exit 0 only for an approved, settled verdict whose marker is on the image now (one line on
-stdout); 1 otherwise, with one line on stderr saying why; 2 when the check itself could not
-run (usage, configuration, AWS error).
+Exit 0 only for an approved, settled verdict whose marker is on the image now and whose
+signed envelope verifies (the stack's key, through KMS; or offline, ``--public-key FILE`` from
+``gatekeeper key export``): its subject is this digest, it is the current verdict, and it is
+APPROVED (one line on stdout); 1 otherwise, with one line on stderr saying why; 2 when the
+check itself could not run (usage, configuration, AWS error).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from gatekeeper.adapters.signing import KmsVerifier, PublicKeyVerifier, Verifier
+from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.config import GateConfig
+from gatekeeper.domain.attestation import AttestationError
 from gatekeeper.domain.verdict import Outcome
+from gatekeeper.runtime import BOTO_CONFIG
+from gatekeeper.service.gate import VerdictGate
 from gatekeeper_tools.cli.deployment import (
     EXIT_FAILED,
     EXIT_OK,
     IMAGE_HELP,
     Deployment,
     ImageNotFound,
+    OperatorError,
     deployment_options,
     describe_image,
     from_arguments,
@@ -30,13 +40,18 @@ APPROVED_STATES = frozenset({str(Outcome.APPROVED), str(Outcome.APPROVED_WITH_WA
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "verify", parents=[deployment_options()],
-        help="deploy gate: is this image approved, now?",
+        help="deploy gate: is this image approved, now, by a signed verdict?",
         description="For deploy pipelines. Exit 0 only when the recorded verdict is APPROVED "
-                    "or APPROVED_WITH_WARNINGS, settled, the image not gone, and the image "
-                    "carries its approved marker now (one line on stdout). Otherwise exit 1 "
-                    "with one line on stderr saying why; 2 when the check itself could not "
-                    "run (usage, configuration, AWS error).")
+                    "or APPROVED_WITH_WARNINGS, settled, the image not gone, the image "
+                    "carries its approved marker now, and the verdict's signature verifies "
+                    "(the stack's key, or --public-key) for this digest as the current "
+                    "verdict (one line on stdout). Otherwise exit 1 with one line on stderr "
+                    "saying why; 2 when the check itself could not run (usage, "
+                    "configuration, AWS error).")
     parser.add_argument("image", help=IMAGE_HELP)
+    parser.add_argument("--public-key", metavar="FILE", type=Path,
+                        help="verify offline with the stack key's public key (PEM or DER, "
+                             "from 'gatekeeper key export') instead of kms:Verify")
     parser.add_argument("--api", metavar="URL",
                         help="ask the stack's verdict API (its VerdictApiUrl output) instead "
                              "of reading the table and ECR; SigV4-signed with the default "
@@ -49,13 +64,14 @@ def _run(args: argparse.Namespace) -> int:
         from gatekeeper_tools.cli.verdict_api_client import verify_with_api
 
         return verify_with_api(from_arguments(args).session, args.api, args.image)
-    return verify(from_arguments(args), args.image)
+    return verify(from_arguments(args), args.image, args.public_key)
 
 
-def verify(deployment: Deployment, reference: str) -> int:
-    """0 only for an approved, settled verdict whose marker is on the image now."""
+def verify(deployment: Deployment, reference: str, public_key: Path | None = None) -> int:
+    """0 only for an approved, settled, signed verdict whose marker is on the image now."""
     ref = parse_reference(reference)
     store = deployment.store()
+    verifier = _verifier(deployment, public_key)
     try:
         digest, tags = describe_image(deployment.ecr(), ref)
     except ImageNotFound as missing:
@@ -82,12 +98,40 @@ def verify(deployment: Deployment, reference: str) -> int:
                     "stack's? (--stack, or GATEKEEPER_APPROVED_TAG)")
         return _refuse(f"marker missing: {image} is {record.state} but does not carry "
                        f"{expected}{hint}")
+    # The record says approved: only the stack key's signature makes it so.
+    decision = _gate(deployment, store, verifier).check_digest(ref.repository, digest)
+    if not decision.allowed:
+        return _refuse(f"not signed by the stack's key: {image}: {decision.reason}")
     warnings = ", with warnings" if record.state == Outcome.APPROVED_WITH_WARNINGS else ""
     print(f"approved: {image} (policy version {record.policy_version or '-'}{warnings})")
     return EXIT_OK
 
 
+def _verifier(deployment: Deployment, public_key: Path | None) -> Verifier:
+    if public_key is not None:
+        try:
+            return PublicKeyVerifier(public_key.read_bytes(), deployment.signing_key)
+        except AttestationError as err:
+            raise OperatorError(f"{public_key}: {err}") from None
+    if not deployment.signing_key:
+        deployment.require("signing_key")
+    return KmsVerifier(deployment.session.client("kms", config=BOTO_CONFIG),
+                       str(deployment.signing_key))
+
+
+def _gate(deployment: Deployment, store: VerdictStore, verifier: Verifier) -> VerdictGate:
+    config = GateConfig(table_name=str(deployment.table),
+                        signing_key_arn=deployment.signing_key or "")
+    return VerdictGate(images=_NoTags(), store=store, verifier=verifier, config=config)
+
+
+class _NoTags:
+    """verify resolves the name itself (describe_image); the gate is asked by digest."""
+
+    def holder(self, repository: str, tag: str) -> str | None:  # pragma: no cover
+        raise NotImplementedError
+
+
 def _refuse(why: str) -> int:
     print("not approved: " + " ".join(why.split()), file=sys.stderr)  # one line, always
     return EXIT_FAILED
-

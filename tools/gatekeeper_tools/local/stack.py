@@ -350,7 +350,21 @@ class LocalDeployment:
             raise RuntimeError(f"stack {stack_name} ended {status} in moto")
         deployment = cls(cfn, routes(cfn, template_path), stack_name, session)
         deployment._complete_buckets(local)
+        deployment._complete_keys(local)
         return deployment
+
+    def _complete_keys(self, cfn: dict[str, Any]) -> None:
+        """Give asymmetric keys the KeySpec and KeyUsage moto's CloudFormation ignores (it
+        creates every key symmetric): the verdict signing key signs and verifies."""
+        from gatekeeper_tools.local.kms import complete_key
+
+        for logical_id, resource in cfn["Resources"].items():
+            properties = resource.get("Properties", {})
+            if (resource["Type"] != "AWS::KMS::Key"
+                    or properties.get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"):
+                continue
+            complete_key(self.physical_ids[logical_id].rsplit("/", 1)[-1], self.region,
+                         properties["KeySpec"], properties.get("KeyUsage", "SIGN_VERIFY"))
 
     def _complete_buckets(self, cfn: dict[str, Any]) -> None:
         """Apply the bucket settings moto's CloudFormation ignores (it reads only BucketEncryption

@@ -71,6 +71,8 @@ class ImageRecord:
     verdict_revision: int = 0  # the revision that committed this verdict (its verdict_id)
     lease_owner: str | None = None  # the writer holding the image (None: free)
     lease_until: float = 0.0  # epoch seconds; a lease past it may be taken over
+    envelope: dict[str, Any] | None = None  # the verdict, signed (a DSSE envelope; see
+    # gatekeeper.domain.attestation); None when the stack has no signing key
 
     def leased_by_other(self, owner: str, now: float) -> bool:
         """Another writer holds this image's lease and it has not expired."""
@@ -113,6 +115,8 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         plain["tags_omitted"] = record.tags_omitted
     if record.verdict_revision:
         plain["verdict_revision"] = record.verdict_revision
+    if record.envelope is not None:
+        plain["envelope"] = record.envelope
     if record.lease_owner:
         plain["lease_owner"] = record.lease_owner
         plain["lease_until"] = Decimal(str(round(record.lease_until, 3)))
@@ -127,10 +131,12 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
     return item
 
 
-def bounded(record: ImageRecord) -> ImageRecord:
+def bounded(record: ImageRecord, limit: int = MAX_ITEM_BYTES) -> ImageRecord:
     """The record as it can always be stored: at most MAX_TAGS tags (the rest counted), each
     reason at most MAX_REASON_CHARS, and reasons dropped from the end (with a note saying how
-    many) while the item would exceed MAX_ITEM_BYTES."""
+    many) while the item would exceed ``limit`` bytes (its envelope counted: a verdict is
+    bounded to a third of MAX_ITEM_BYTES before it is signed, so that the record and its
+    envelope fit together)."""
     if len(record.tags) > MAX_TAGS:
         record = replace(record, tags=record.tags[:MAX_TAGS],
                          tags_omitted=record.tags_omitted + len(record.tags) - MAX_TAGS)
@@ -138,7 +144,7 @@ def bounded(record: ImageRecord) -> ImageRecord:
                     for r in record.reasons)
     record = replace(record, reasons=reasons)
     dropped = 0
-    while _size(record) > MAX_ITEM_BYTES and len(reasons) > 1:
+    while _size(record) > limit and len(reasons) > 1:
         dropped += max(1, len(reasons) // 4)
         reasons = record.reasons[:len(record.reasons) - dropped]
         reasons = (*reasons, f"... {dropped} more reason(s) not kept")
@@ -182,6 +188,7 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         verdict_revision=int(plain.get("verdict_revision", 0)),
         lease_owner=plain.get("lease_owner"),
         lease_until=float(plain.get("lease_until", 0)),
+        envelope=plain.get("envelope"),
     )
 
 
@@ -198,6 +205,7 @@ class HistoryEntry:
     scan_status: str | None = None
     marker: str | None = None
     revision: int = 0
+    envelope: dict[str, Any] | None = None  # the signed verdict, as on the record
 
     def item(self, repository: str, digest: str, expires_at: int | None = None
              ) -> dict[str, Any]:
@@ -218,6 +226,7 @@ class HistoryEntry:
             trigger=plain.get("trigger", "unknown"), policy_version=plain.get("policy_version"),
             reasons=tuple(plain.get("reasons") or ()), scan_status=plain.get("scan_status"),
             marker=plain.get("marker"), revision=int(plain.get("revision", 0)),
+            envelope=plain.get("envelope"),
         )
 
 

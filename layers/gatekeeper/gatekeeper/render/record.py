@@ -72,4 +72,15 @@ def record_document(record: Any, tags: list[str]) -> dict[str, Any]:
         # moved to the ARCHIVE storage class by the gatekeeper (policies with archive
         # enforcement); None when this version of the store does not record it
         "archived": getattr(record, "archived", None),
+        # the verdict signed with the stack's key (a DSSE envelope), None when unsigned
+        "envelope": getattr(record, "envelope", None),
+        "signed_by": signed_by(record),
     }
+
+
+def signed_by(record: Any) -> str | None:
+    """The key the record's envelope names (what it claims: verify checks it)."""
+    envelope = getattr(record, "envelope", None)
+    signatures = (envelope.get("signatures") if isinstance(envelope, dict) else None) or [{}]
+    keyid = signatures[0].get("keyid") if isinstance(signatures[0], dict) else None
+    return str(keyid) if keyid else None

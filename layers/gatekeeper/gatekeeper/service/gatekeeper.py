@@ -20,7 +20,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from gatekeeper.adapters.ecr import ImageGone
-from gatekeeper.adapters.store import PENDING, Conflict, HistoryEntry, ImageRecord
+from gatekeeper.adapters.store import (
+    MAX_ITEM_BYTES,
+    PENDING,
+    Conflict,
+    HistoryEntry,
+    ImageRecord,
+    bounded,
+)
+from gatekeeper.domain import attestation
 from gatekeeper.domain.events import ImageEvent, Kind, Trigger, reevaluation
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.policy import Notifications
@@ -31,7 +39,7 @@ from gatekeeper.service.announce import Announcer
 from gatekeeper.service.enforce import Enforcer, Reconciled
 from gatekeeper.service.judge import Judge, Judgement, Pending
 from gatekeeper.service.lease import Leases
-from gatekeeper.service.ports import Images, Notifier, PolicySource, Result, Store
+from gatekeeper.service.ports import Images, Notifier, PolicySource, Result, Signer, Store
 
 _MAX_CONFLICT_RETRIES = 5
 _MAX_DEPTH = 3  # images re-judged because of this one (indexes, a moved marker's owner)
@@ -48,6 +56,7 @@ class Gatekeeper:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         start_scans: bool = False,
         leases: Leases | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.images = images
         self.store = store
@@ -57,6 +66,7 @@ class Gatekeeper:
         self.clock = clock
         self.start_scans = start_scans
         self.leases = leases or Leases(store)
+        self.signer = signer  # None: the stack has no signing key, verdicts go unsigned
         self.judge = Judge(images, store, policies, lambda: self.clock())
         self.enforcer = Enforcer(images, markers)
         self.announcer = Announcer(notifier, store, self._now)
@@ -232,9 +242,10 @@ class Gatekeeper:
         if resuming and record is not None:
             committed = self.store.put(self.leases.claim(record, owner), record.revision)
         else:
-            pending = replace(self._record(record, event, verdict, marker, actual, judged,
-                                           settled=False, previous=previous),
-                              verdict_revision=(record.revision if record else 0) + 1)
+            pending = self._signed(replace(
+                self._record(record, event, verdict, marker, actual, judged, settled=False,
+                             previous=previous),
+                verdict_revision=(record.revision if record else 0) + 1))
             new_state = record is None or record.state != pending.state
             committed = self.store.put(
                 self.leases.claim(pending, owner), record.revision if record else None,
@@ -381,12 +392,28 @@ class Gatekeeper:
             previous_state=previous,
         )
 
+    def _signed(self, pending: ImageRecord) -> ImageRecord:
+        """The verdict about to be committed, with its signed envelope (before the write that
+        commits it: a record never holds an unsigned or stale verdict while the stack has a
+        key). Bounded first, so that the record and its envelope fit in one item."""
+        if self.signer is None:
+            return replace(pending, envelope=None)
+        pending = bounded(replace(pending, envelope=None), MAX_ITEM_BYTES // 3)
+        payload = attestation.statement(pending.repository, pending.digest, attestation.predicate(
+            outcome=pending.state, repository=pending.repository, digest=pending.digest,
+            policy_version=pending.policy_version, decided_at=pending.decided_at,
+            verdict_revision=pending.verdict_revision, reasons=pending.reasons,
+            counts=pending.counts))
+        signature = self.signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, payload))
+        return replace(pending, envelope=attestation.envelope(payload, [signature]).as_dict())
+
     @staticmethod
     def _history(record: ImageRecord, previous: str | None) -> HistoryEntry:
         return HistoryEntry(
             decided_at=record.decided_at or "", state=record.state, previous=previous,
             trigger=record.trigger or "unknown", policy_version=record.policy_version,
-            reasons=record.reasons, scan_status=record.scan_status, marker=record.marker)
+            reasons=record.reasons, scan_status=record.scan_status, marker=record.marker,
+            envelope=record.envelope)
 
     def _now(self) -> str:
         return self.clock().isoformat()

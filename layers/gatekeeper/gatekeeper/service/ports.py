@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from gatekeeper.adapters.ecr import Platform, ScanResult
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
+from gatekeeper.domain.attestation import Signature
 from gatekeeper.domain.policy import Policy
 from gatekeeper.render.notification import Notification
 
@@ -44,6 +45,12 @@ class Store(Protocol):
     def link(self, repository: str, platform_digest: str, index_digest: str) -> None: ...
     def indexes(self, repository: str, digest: str) -> list[str]: ...
     def hold(self, key: str, entry: dict[str, Any], channel: str | None) -> None: ...
+
+
+class Signer(Protocol):
+    def sign(self, pae_bytes: bytes) -> Signature:
+        """The stack key's signature over a DSSE pre-authentication encoding."""
+        ...
 
 
 class Notifier(Protocol):
