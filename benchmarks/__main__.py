@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks                       # everything (a few minutes)
     .venv/bin/python -m benchmarks --only cold_start     # one (or --only a,b)
     .venv/bin/python -m benchmarks --only throughput --events 1000
+    .venv/bin/python -m benchmarks --only gate --runs 500
 
 A shared machine is noisy: each figure is printed beside a baseline measured in the same run
 and judged by their ratio (or, for memory and size, against a Lambda limit). Call counts are
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.common import Row, table
 
-BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "memory", "evaluate")
+BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "gate", "memory", "evaluate")
 
 
 def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
@@ -35,10 +36,13 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
         return bench_api_budget.run
     if name == "cold_start":
         from benchmarks import bench_cold_start
-        return lambda: bench_cold_start.run(runs=args.runs)
+        return lambda: bench_cold_start.run(runs=args.runs or 7)
     if name == "throughput":
         from benchmarks import bench_throughput
         return lambda: bench_throughput.run(events=args.events)
+    if name == "gate":
+        from benchmarks import bench_gate
+        return lambda: bench_gate.run(runs=args.runs or 200)
     if name == "memory":
         from benchmarks import bench_memory
         return lambda: bench_memory.run(findings=args.findings)
@@ -62,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="benchmarks: " + ", ".join(BENCHMARKS))
     parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
                         help="run only these benchmarks")
-    parser.add_argument("--runs", type=int, default=7,
-                        help="cold_start: fresh interpreters per target (default 7)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="cold_start: fresh interpreters per target (default 7); gate: "
+                             "runs of each check (default 200)")
     parser.add_argument("--events", type=int, default=200,
                         help="throughput: scan-complete events (default 200; 1000 for the "
                              "figure of record)")

@@ -5,8 +5,12 @@ project's sample findings, and sends EventBridge events shaped like the real one
 rules of the template (their own patterns decide which handler runs). For every image it
 prints which rule ran which function, the verdict and why, the tags before and after, and the
 SNS notice's subject and attributes; ``--full`` adds each notice's e-mail text and the Slack
-message as the channel shows it. It ends with a summary of the five images and what to try
-next. Every line fits in 100 characters, except the e-mail texts of ``--full``, shown as sent.
+message as the channel shows it. Then the deploy-time gates are asked to run the quarantined
+team-b/api (:mod:`gatekeeper_tools.local.deploy_gates`): an ECS deployment's lifecycle hook
+and a Kubernetes admission review refuse it, allow it while a policy exception approves it,
+and refuse it again when the exception expires. It ends with a summary of the five images
+and what to try next. Every line fits in 100 characters, except the e-mail texts of
+``--full``, shown as sent.
 
 The sandbox (:mod:`gatekeeper_tools.local.sandbox`) runs the same scenarios silently
 (``Demo(..., out=None)``) in a moto server that stays up.
@@ -58,6 +62,8 @@ SCENARIOS = [
 
 RULE = "=" * 78
 SUMMARY_TITLE = "Summary: the five images now"
+GATED = "team-b/api"  # the image the deploy-time gates are asked about
+REASON_LIMIT = 160  # characters of a gate's reason shown (--full: all of it)
 # What a handler's result shows: the image is named by the section it is printed in.
 _NOT_SHOWN = ("repository", "digest", "notified")
 
@@ -117,6 +123,7 @@ class Demo:
     (None: silently)."""
 
     slack: Any = None  # a LocalSlack: the first quarantine is also sent to Slack
+    gates: Any = None  # a LocalGates: the deploy-time gates, asked about GATED
 
     def __init__(self, deployment: Any, ecr: Any, sqs: Any, queue_url: str, *,
                  out: TextIO | None = sys.stdout, full: bool = False) -> None:
@@ -133,6 +140,7 @@ class Demo:
         self.store = VerdictStore(boto3.client("dynamodb", region_name=deployment.region),
                                   deployment.table_name)
         self.judged: dict[str, tuple[Scenario, str]] = {}  # repository -> (scenario, digest)
+        self.gated: list[tuple[str, Any]] = []  # (when, the gates' Answers)
 
     def say(self, text: str = "", indent: int = 0) -> None:
         if self.out is not None:
@@ -271,6 +279,59 @@ class Demo:
         self.show_messages()
         self.say()
 
+    def ask_gates(self, when: str) -> None:
+        """The ECS hook and the admission webhook asked to run GATED: what each answered (a
+        reason shortened unless --full), and the notice a refused ECS deployment sends."""
+        if self.gates is None:
+            return
+        from gatekeeper_tools.local.deploy_gates import CLUSTER, NAMESPACE, SERVICE
+
+        scenario, _ = self.judged[GATED]
+        answers = self.gates.ask(scenario.image)
+        self.gated.append((when, answers))
+        self.say(wrap(f"ECS: service {CLUSTER}/{SERVICE} deploys {scenario.image}; its "
+                      f"PRE_SCALE_UP lifecycle hook -> {answers.ecs_status}", 2, 4))
+        if answers.ecs_status != "SUCCEEDED":
+            self.say(wrap(f"why: {self.shown(answers.ecs_reason)}", 4, 5))
+        outcome = "allowed" if answers.admitted else "denied"
+        self.say(wrap(f"Kubernetes: Deployment {NAMESPACE}/{SERVICE} running {scenario.image}: "
+                      f"admission webhook -> {outcome}", 2, 4))
+        if not answers.admitted:
+            self.say(wrap(f"message: {self.shown(answers.admission_message)}", 4, 9))
+        if answers.ecs_status != "SUCCEEDED":
+            self.show_messages()
+
+    def shown(self, reason: str) -> str:
+        """A gate's reason: the image named without its registry, and shortened at a word
+        unless --full."""
+        if self.gates is not None:
+            reason = reason.replace(f"{self.gates.registry}/", "")
+        if self.full:
+            return reason
+        return textwrap.shorten(reason, REASON_LIMIT, placeholder=" …")
+
+    def deploy_gates(self) -> None:
+        scenario, _ = self.judged[GATED]
+        self.heading(f"Deploy-time gates: ECS and Kubernetes are asked to run {scenario.image}")
+        self.say("Both ask the verdict gate: the image's signed verdict, checked with the "
+                 "stack's KMS key.", 2)
+        self.ask_gates("quarantined")
+        self.say()
+
+    def gates_summary(self) -> None:
+        """The gates' answers over the run, as a small table."""
+        if not self.gated:
+            return
+        scenario, _ = self.judged[GATED]
+        self.heading(f"Deploy-time gates: what they answered for {scenario.image}")
+        rows = [("when", "ECS hook", "Kubernetes admission")] + [
+            (when, answers.ecs_status, "allowed" if answers.admitted else "denied")
+            for when, answers in self.gated]
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        for when, ecs, admission in rows:
+            self.say(f"{when:<{widths[0]}}  {ecs:<{widths[1]}}  {admission}", 2)
+        self.say()
+
     def time_passes(self, repository: str, digest: str, deployment: Any, s3: Any) -> None:
         from datetime import UTC, datetime, timedelta
 
@@ -292,6 +353,11 @@ class Demo:
         self.why(repository, digest)
         self.show_messages()
         self.say()
+        if self.gates is not None and repository == GATED:
+            self.heading(f"The deploy-time gates, asked again about {repository} while "
+                         "the exceptions last")
+            self.ask_gates("exceptions granted")
+            self.say()
         self.heading("Four days later: the hourly sweep finds the expired exceptions")
         later = datetime.now(UTC) + timedelta(days=4)
         runtime.now = lambda: later  # the demo's clock jumps ahead
@@ -306,6 +372,9 @@ class Demo:
         for entry in self.store.history(repository, digest):
             self.say(f"{entry.decided_at[:19]}  {entry.state:<23} by {entry.trigger:<11} "
                      f"policy {_clip(entry.policy_version or '(none)', 9)}", 4)
+        if self.gates is not None and repository == GATED:
+            self.say("The deploy-time gates, asked again:", 2)
+            self.ask_gates("exceptions expired")
         self.say()
 
     def drain(self, deployment: Any) -> None:
@@ -382,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import boto3
     from moto import mock_aws
 
+    from gatekeeper_tools.local.deploy_gates import LocalGates
     from gatekeeper_tools.local.ecr import push_image, set_scan_result
     from gatekeeper_tools.local.slack import LocalSlack
     from gatekeeper_tools.local.stack import LocalDeployment
@@ -406,12 +476,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo.run(scenario, set_scan_result, push_image)
         _, digest = demo.judged["team-b/api"]
         demo.forgery("team-b/api", digest)
+        demo.gates = LocalGates(deployment, ROOT / "events")
+        demo.deploy_gates()
         demo.time_passes("team-b/api", digest, deployment, s3)
 
         demo.heading("Events that are not for the gatekeeper")
         for name in ("ecr-image-delete", "ecr-replication-action", "ecr-scan-resource-change"):
             demo.send(_event(name)["detail-type"] + f" ({name})", _event(name))
         demo.say()
+        demo.gates_summary()
         demo.summary()
     return 0
 
