@@ -271,12 +271,15 @@ def test_a_gate_that_raises_fails(ecs: Ecs, world: World, context: Any) -> None:
 
 def test_a_gate_that_cannot_be_built_fails(ecs: Ecs, world: World, context: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the stack's own wiring, whose verdict gate is not there (or cannot be built)
+    # Given the stack's own wiring (runtime.verdict_gate), deployed without its signing key
     ecs.deploy(ecs.image("team-a/web", "v1", "APPROVED"))
+    monkeypatch.delenv("GATEKEEPER_SIGNING_KEY_ARN")
     monkeypatch.setattr(runtime, "ecs_hook", functools.cache(
         lambda: runtime.build_ecs_hook(EcsHookConfig.from_env(), world.session)))
-    monkeypatch.delattr(runtime, "verdict_gate", raising=False)
+
+    # When the hook runs; Then the gate's ConfigError fails it closed, and nobody is notified
     assert handler(load_hook(), context) == {"hookStatus": "FAILED"}
+    assert refusals(world) == []
 
 
 def test_a_hook_without_its_configuration_fails(ecs: Ecs, context: Any,
