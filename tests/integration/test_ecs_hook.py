@@ -2,8 +2,9 @@
 images in moto's ECR, the recorded hook payloads from events/, the function's handler called
 in-process, refusals published to the verdict topic.
 
-The gate is a small fake (:class:`VerdictsGate`) implementing the Gate protocol from verdicts
-the test gives it, until the signed verdict gate is wired in (runtime.verdict_gate)."""
+The gate here is a small fake (:class:`VerdictsGate`) implementing the Gate protocol from
+verdicts the test gives it, so each case of the hook is set up in a line; the hook with the
+stack's real, signed verdict gate is tests/integration/test_deploy_gates_end_to_end.py."""
 
 from __future__ import annotations
 
