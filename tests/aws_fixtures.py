@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from gatekeeper import runtime
-from gatekeeper.config import Config
+from gatekeeper.config import Config, GateConfig
 from gatekeeper.observability import metrics
 from gatekeeper_tools.local.stack import LambdaContext
 from tests.support import World, make_world
@@ -42,5 +42,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setattr(runtime, "gatekeeper",
                             functools.cache(lambda: runtime.build(Config.from_env(),
                                                                   world.session)))
+        # The verdict gate (the ECS hook's), likewise: the environment's, on the world's session.
+        monkeypatch.setattr(runtime, "verdict_gate",
+                            functools.cache(lambda: runtime.build_gate(GateConfig.from_env(),
+                                                                       world.session)))
         yield world
         metrics.clear_metrics()

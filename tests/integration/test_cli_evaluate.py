@@ -692,6 +692,10 @@ def test_json_document_has_the_documented_stable_fields(capsys: Any, tmp_path: P
             "warnings", "counted", "ignored", "ignored_by_reason", "exceptions",
             "exit_code"} <= set(document)
     assert document["schema"] == "gatekeeper.verdict/v1"
+    # And it holds every field of the signed verdict of that schema (nothing committed here)
+    assert {"policy_version", "decided_at", "verdict_revision"} <= set(document)
+    assert (document["policy_version"], document["decided_at"],
+            document["verdict_revision"]) == ("local", None, None)
     assert (document["repository"], document["digest"], document["tags"]) == (
         "team-a/web", IMAGE, ["v2"])
     assert (document["outcome"], document["approved"], document["mode"],

@@ -58,6 +58,20 @@ def test_without_a_signing_key_it_does_not_start(certificates: Certificates, cle
             in capsys.readouterr().err)
 
 
+def test_a_signing_key_that_is_no_key_arn_does_not_start(
+        certificates: Certificates, clean_env: object,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a key named by its alias, not the SigningKeyArn output
+    args = serve_args(certificates, "--table", "verdicts", "--signing-key-arn",
+                      "alias/gatekeeper")
+
+    # When the webhook starts; Then GateConfig refuses it in one line, before serving
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "GATEKEEPER_SIGNING_KEY_ARN must be" in err and "alias/gatekeeper" in err
+    assert "GATEKEEPER_TABLE" not in os.environ  # nothing was set
+
+
 @pytest.mark.parametrize("timeout", ["0", "30", "soon"])
 def test_a_deadline_kubernetes_would_not_wait_for_is_refused(
         certificates: Certificates, timeout: str) -> None:

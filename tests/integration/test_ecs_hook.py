@@ -2,8 +2,9 @@
 images in moto's ECR, the recorded hook payloads from events/, the function's handler called
 in-process, refusals published to the verdict topic.
 
-The gate is a small fake (:class:`VerdictsGate`) implementing the Gate protocol from verdicts
-the test gives it, until the signed verdict gate is wired in (runtime.verdict_gate)."""
+The gate here is a small fake (:class:`VerdictsGate`) implementing the Gate protocol from
+verdicts the test gives it, so each case of the hook is set up in a line; the hook with the
+stack's real, signed verdict gate is tests/integration/test_deploy_gates_end_to_end.py."""
 
 from __future__ import annotations
 
@@ -271,12 +272,15 @@ def test_a_gate_that_raises_fails(ecs: Ecs, world: World, context: Any) -> None:
 
 def test_a_gate_that_cannot_be_built_fails(ecs: Ecs, world: World, context: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the stack's own wiring, whose verdict gate is not there (or cannot be built)
+    # Given the stack's own wiring (runtime.verdict_gate), deployed without its signing key
     ecs.deploy(ecs.image("team-a/web", "v1", "APPROVED"))
+    monkeypatch.delenv("GATEKEEPER_SIGNING_KEY_ARN")
     monkeypatch.setattr(runtime, "ecs_hook", functools.cache(
         lambda: runtime.build_ecs_hook(EcsHookConfig.from_env(), world.session)))
-    monkeypatch.delattr(runtime, "verdict_gate", raising=False)
+
+    # When the hook runs; Then the gate's ConfigError fails it closed, and nobody is notified
     assert handler(load_hook(), context) == {"hookStatus": "FAILED"}
+    assert refusals(world) == []
 
 
 def test_a_hook_without_its_configuration_fails(ecs: Ecs, context: Any,

@@ -113,6 +113,10 @@ def test_sqs_and_lambda_subscribers_get_the_versioned_json_document(world: World
     assert verdict["schema"] == "gatekeeper.verdict/v1"
     assert verdict["outcome"] == "QUARANTINED"
     assert verdict["policy"]["version"]
+    # And the fields of the signed verdict: the committed revision the verdict id names
+    assert verdict["policy_version"] == verdict["policy"]["version"]
+    assert verdict["verdict_revision"] == int(document["verdict_id"].rsplit("-", 1)[1])
+    assert verdict["decided_at"] == document["time"]
     assert {b["severity"] for b in verdict["breaches"]} == {"CRITICAL", "HIGH"}
     assert [f["id"] for f in verdict["counted"]][:1] == ["CVE-2023-4863"]
     assert document["omitted"] == {"counted": 0, "ignored": 0}

@@ -19,6 +19,7 @@ from functions.on_scan.app import handler as on_scan
 from functions.verdict_api.app import handler as verdict_api
 from gatekeeper import runtime
 from gatekeeper.config import VerdictApiConfig
+from gatekeeper.domain import attestation
 from tests.faults import THROTTLING, THROUGHPUT, FaultInjector, no_backoff
 from tests.support import World, load_event, push_event, scan_event
 from tests.unit.test_verdict_request import MALFORMED
@@ -96,7 +97,7 @@ def test_an_approved_image_by_digest_answers_its_verdict(world: World, context: 
     assert answer["status"] == 200
     assert answer["headers"]["content-type"] == "application/json"
     body = answer["body"]
-    assert set(body) == {"repository", "digest", "verdict", "envelope"}
+    assert set(body) == {"repository", "digest", "verdict", "status", "envelope"}
     assert (body["repository"], body["digest"]) == ("team-a/web", digest)
     record = world.gatekeeper().store.get("team-a/web", digest)
     assert record is not None and record.envelope is not None
@@ -106,11 +107,16 @@ def test_an_approved_image_by_digest_answers_its_verdict(world: World, context: 
     assert verdict["schema"] == "gatekeeper.verdict/v1"
     assert (verdict["repository"], verdict["digest"]) == ("team-a/web", digest)
     assert verdict["outcome"] == "APPROVED"
-    assert verdict["settled"] is True and verdict["gone"] is False
+    assert body["status"]["settled"] is True and body["status"]["gone"] is False
     assert verdict["verdict_revision"] >= 1
     assert verdict["policy_version"] and verdict["decided_at"]
     assert verdict["reasons"] == list(record.reasons)
     assert verdict["counts"] == record.counts
+    # And the verdict is the signed predicate itself, field by field (one document)
+    signed = attestation.read_statement(attestation.read_envelope(body["envelope"]))
+    assert verdict == signed.predicate
+    assert body["status"]["matched_rule"] == "default"
+    assert body["status"]["trigger"] == "basic-scan"
 
 
 def test_a_tag_is_resolved_to_the_digest_it_names_now(world: World, context: Any,

@@ -4,12 +4,15 @@ SigV4-signed requests, and ``gatekeeper verify --api`` against it."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +22,12 @@ from botocore.awsrequest import AWSRequest
 
 from functions.verdict_api.app import handler as verdict_api
 from gatekeeper import runtime
+from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import VerdictApiConfig
 from gatekeeper_tools.cli import main
 from gatekeeper_tools.local.function_url import FunctionUrlServer
 from tests.integration.test_verdict_api import judged
+from tests.integration.test_verdict_gate import judged as judged_as
 from tests.support import World
 
 
@@ -176,3 +181,82 @@ def test_verify_api_refused_by_iam_cannot_run(world: World, server: FunctionUrlS
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     assert verify("team-a/web:v1", server.url) == 2
     assert "no AWS credentials" in capsys.readouterr().err
+
+
+# --- gatekeeper verify --api: the answer is trusted only as far as its signature goes ---------
+
+def rewrite(world: World, repo: str, digest: str, **changes: Any) -> None:
+    """Someone with write access to the table changes the image's record (the API then
+    answers it as it is)."""
+    store = VerdictStore(world.session.client("dynamodb"), world.config.table_name)
+    record = store.get(repo, digest)
+    assert record is not None
+    store.put(replace(record, **changes), record.revision)
+
+
+def flipped(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The envelope with one byte of its payload changed (QUARANTINED signed, APPROVED
+    claimed... here: one character of the statement)."""
+    payload = bytearray(base64.b64decode(envelope["payload"]))
+    payload[payload.index(b'"decided_at":"') + 15] ^= 0x01
+    return {**envelope, "payload": base64.b64encode(bytes(payload)).decode("ascii")}
+
+
+def test_verify_api_refuses_what_the_stack_key_did_not_sign(
+        world: World, context: Any, server: FunctionUrlServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given two approved images, web and api, both signed by the stack's key
+    web = judged(world, context, "team-a/web", "v1", "basic-clean")
+    api = judged_as(world, context, "team-a/api", "v1", "basic-clean", seed="api")
+    store = VerdictStore(world.session.client("dynamodb"), world.config.table_name)
+    web_record, api_record = store.get("team-a/web", web), store.get("team-a/api", api)
+    assert web_record is not None and api_record is not None
+    assert web_record.envelope is not None and api_record.envelope is not None
+    assert verify("team-a/web:v1", server.url) == 0  # the API answers web's own envelope
+    capsys.readouterr()
+
+    for change, says in [
+            # api's envelope copied onto web's record: a valid signature about another image
+            ({"envelope": api_record.envelope},
+             f"signed for team-a/api@{api}, not team-a/web@{web}"),
+            # one byte of web's signed payload changed: the signature no longer matches
+            ({"envelope": flipped(web_record.envelope)}, "signed verdict refused"),
+            # the envelope removed: an approval nobody signed
+            ({"envelope": None}, "unsigned verdict: the verdict API answered no envelope"),
+            # the envelope kept, the answered reasons changed: not the verdict signed
+            ({"envelope": web_record.envelope, "reasons": ("waived by someone",)},
+             "differs from the signed one in reasons")]:
+        rewrite(world, "team-a/web", web, **change)
+
+        # When the deploy gate asks the API about web
+        code = verify("team-a/web:v1", server.url)
+
+        # Then it is refused: exit 1, one line saying why
+        err = capsys.readouterr().err
+        assert code == 1, change
+        assert err.startswith("not approved: ") and err.count("\n") == 1, err
+        assert says in err, err
+
+
+def test_verify_api_checks_offline_with_the_exported_public_key(
+        world: World, context: Any, server: FunctionUrlServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an approved image, and the stack key's public key exported to a file
+    judged(world, context, "team-a/web", "v1", "basic-clean")
+    assert world.config.signing_key_arn
+    public = world.session.client("kms").get_public_key(KeyId=world.config.signing_key_arn)
+    key_file = tmp_path / "verdicts.der"
+    key_file.write_bytes(public["PublicKey"])
+
+    # When verify --api checks the answer with that key; Then it passes
+    assert main(["verify", "team-a/web:v1", "--api", server.url, "--region", "us-east-1",
+                 "--public-key", str(key_file)]) == 0
+
+    # And with another key (not the stack's), the same answer is refused
+    other = world.session.client("kms").create_key(KeySpec="ECC_NIST_P256",
+                                                   KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    key_file.write_bytes(world.session.client("kms").get_public_key(
+        KeyId=other["Arn"])["PublicKey"])
+    assert main(["verify", "team-a/web:v1", "--api", server.url, "--region", "us-east-1",
+                 "--public-key", str(key_file)]) == 1
+    assert "signed verdict refused" in capsys.readouterr().err

@@ -66,9 +66,7 @@ def test_the_hook_only_reads_deployments_images_verdicts_and_notifies(
                                            "${AWS::AccountId}:repository/${RepositoryPattern}"}),
         ("dynamodb:GetItem", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
-        # until the stack's signing key is in the template (then: its ARN only)
-        ("kms:Verify", {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:"
-                                   "${AWS::AccountId}:key/*"}),
+        ("kms:Verify", {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}),  # the stack's key only
         ("sns:Publish", {"Ref": "VerdictTopic"}),
     )
     role = cfn["Resources"][f"{FUNCTION}Role"]["Properties"]

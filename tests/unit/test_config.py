@@ -17,6 +17,7 @@ from gatekeeper.config import (
     Config,
     ConfigError,
     EcsHookConfig,
+    GateConfig,
     SlackConfig,
     SweeperConfig,
     VerdictApiConfig,
@@ -414,6 +415,11 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
         return
     if config_class is EcsHookConfig:
         assert config.topic_arn == env["GATEKEEPER_TOPIC_ARN"]
+        # And the verdict gate it asks (runtime.verdict_gate) has every setting it reads
+        gate = GateConfig.from_env(env)
+        assert gate.table_name == env["GATEKEEPER_TABLE"]
+        assert gate.signing_key_arn == env["GATEKEEPER_SIGNING_KEY_ARN"]
+        assert gate.other_registries == cfn["Parameters"]["OtherRegistries"]["Default"]
         return
     if config_class is VerdictApiConfig:
         assert config.table_name == env["GATEKEEPER_TABLE"]  # all it reads

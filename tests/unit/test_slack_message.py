@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatekeeper.domain.admission import Decision
 from gatekeeper.domain.findings import Severity
+from gatekeeper.render.deployment import deployment_refused_notification
 from gatekeeper.render.markup import escape
 from gatekeeper.render.slack import (
     FIELD_TEXT_MAX,
@@ -198,6 +200,45 @@ def test_a_forged_marker_alert() -> None:
         ":rotating_light: Forged marker tag on team-b/api")
     assert "approved-0a87789e4064" in text and "KEPT" in text and "CloudTrail" in text
     assert_within_limits(payload)
+
+
+def refusal_document(refused: int = 1, image: str = "team-b/api") -> dict[str, Any]:
+    """The ECS hook's deployment_refused notice, as the topic carries it."""
+    digest = "sha256:" + "0a" * 32
+    task_definition = "arn:aws:ecs:us-east-1:123456789012:task-definition/api:42"
+    notice = deployment_refused_notification(
+        service="api", cluster="prod", task_definition=task_definition,
+        refused=[(f"c{i}", Decision(False, f"{image}@{digest}",
+                                    "QUARANTINED (signed): CRITICAL: 1 finding over the limit "
+                                    "of 0 (CVE-2023-4863)", image, digest, "QUARANTINED"))
+                 for i in range(refused)],
+        allowed=[("web", Decision(True, "team-a/web@" + digest, "APPROVED (signed)"))],
+        lifecycle_stage="PRE_SCALE_UP", time="2026-12-01T09:00:00+00:00")
+    return dict(json.loads(json.loads(notice.sns_message())["default"]))
+
+
+def test_a_refused_deployment_names_the_service_task_definition_and_images() -> None:
+    # Given the ECS hook's notice of a refused deployment
+    document = refusal_document()
+
+    # When it is rendered for Slack
+    payload = slack_message(document)
+
+    # Then it says which service, task definition, container, image and why
+    text = text_of(payload)
+    assert payload["blocks"][0]["text"]["text"] == ":no_entry: Deployment refused: api"
+    assert "prod" in text and "api:42" in text and "PRE_SCALE_UP" in text
+    assert "`c0` team-b/api@sha256:0a0a" in text and "(QUARANTINED)" in text
+    assert "CVE-2023-4863" in text
+    assert payload["text"] == ("Deployment of ECS service api (cluster prod) refused: "
+                               "1 image(s) not approved")
+    assert_within_limits(payload)
+
+
+def test_a_refusal_of_many_hostile_images_stays_escaped_and_within_limits() -> None:
+    payload = slack_message(refusal_document(refused=400, image="<!channel> <http://evil|x>"))
+    assert_within_limits(payload)
+    assert "<!channel>" not in json.dumps(payload)
 
 
 def test_a_digest_lists_the_changes_with_links() -> None:
@@ -419,7 +460,7 @@ def test_an_unknown_kind_is_unsupported() -> None:
         slack_message({"schema": "gatekeeper.notification/v1", "kind": "poll"})
 
 
-@pytest.mark.parametrize("kind", ["verdict", "forged_marker", "digest"])
+@pytest.mark.parametrize("kind", ["verdict", "forged_marker", "digest", "deployment_refused"])
 def test_a_document_with_missing_or_odd_fields_still_renders(kind: str) -> None:
     odd: dict[str, Any] = {"schema": "gatekeeper.notification/v1", "kind": kind,
                            "image": "?", "verdict": [], "alert": None, "entries": {"x": 1},

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -25,7 +25,6 @@ from gatekeeper.adapters.signing import KmsSigner, KmsVerifier
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import (
     Config,
-    ConfigError,
     EcsHookConfig,
     GateConfig,
     SlackConfig,
@@ -139,28 +138,17 @@ def slack_notifier() -> SlackNotifier:
 
 # --- the ECS deployment hook ---------------------------------------------------------------
 
-def deployment_gate() -> Gate:
-    """The gate deploy-time checks ask: the stack's verdict gate (``verdict_gate``, built
-    from the signing key's settings). Where this build has none, no gate is configured and
-    the check fails closed: every deployment is refused."""
-    factory: Any = globals().get("verdict_gate")
-    if factory is None:
-        raise ConfigError("no verdict gate is configured in this build (signed verdicts): "
-                          "every deployment is refused")
-    gate: Gate = factory()
-    return gate
-
-
 def build_ecs_hook(config: EcsHookConfig, session: boto3.session.Session | None = None,
-                   gate: Callable[[], Gate] = deployment_gate) -> EcsDeploymentHook:
+                   gate: Callable[[], Gate] | None = None) -> EcsDeploymentHook:
     """The hook's ECS reader, gate and notifier (its modules imported here: the judging
-    functions never load them)."""
+    functions never load them). The gate is the stack's verdict gate, built on first use: a
+    ConfigError building it (no signing key, a wrong setting) fails the hook closed."""
     from gatekeeper.adapters.ecs import EcsDeployments
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
 
     session = session or boto3.session.Session()
     return EcsDeploymentHook(
-        EcsDeployments(session.client("ecs", config=BOTO_CONFIG)), gate=gate,
+        EcsDeployments(session.client("ecs", config=BOTO_CONFIG)), gate=gate or verdict_gate,
         notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
         now=lambda: now().isoformat())
 

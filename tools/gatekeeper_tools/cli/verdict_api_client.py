@@ -4,7 +4,10 @@ The request is SigV4-signed (service ``lambda``, as a function URL with ``AuthTy
 wants) with the credentials of the default chain; the Region is the function URL's own
 (``https://<id>.lambda-url.<region>.on.aws``), else the session's. The answer is checked as
 ``gatekeeper verify`` checks a record: a verdict APPROVED or APPROVED_WITH_WARNINGS, settled,
-on an image not gone; then its envelope (:func:`check_envelope`).
+on an image not gone; then its envelope (:func:`check_envelope`): signed by the stack's key
+(kms:Verify with ``--signing-key-arn`` or the ``SigningKeyArn`` output, or offline with
+``--public-key``), about this digest, the answered verdict exactly, and approved. The API is
+only a messenger: what it answers is trusted only as far as the stack key's signature goes.
 
 Exit 0 approved (one line on stdout); 1 not approved, or no verdict, or no such image (one
 line on stderr); 2 when the check could not run (no credentials, refused by IAM, the API
@@ -25,6 +28,9 @@ import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+from gatekeeper.adapters.signing import Verifier
+from gatekeeper.domain import attestation
+from gatekeeper.domain.attestation import AttestationError
 from gatekeeper_tools.cli.deployment import EXIT_FAILED, EXIT_OK, OperatorError, parse_reference
 from gatekeeper_tools.cli.verify import APPROVED_STATES
 
@@ -34,8 +40,10 @@ _FUNCTION_URL_HOST = re.compile(r"[a-z0-9]+\.lambda-url\.(?P<region>[a-z0-9-]+)\
 _NOT_APPROVED_CODES = {"no-verdict", "verdict-pending", "tag-not-found", "repository-not-found"}
 
 
-def verify_with_api(session: boto3.session.Session, api_url: str, reference: str) -> int:
-    """0 only when the API answers an approved, settled verdict whose envelope checks out."""
+def verify_with_api(session: boto3.session.Session, api_url: str, reference: str,
+                    verifier: Verifier) -> int:
+    """0 only when the API answers an approved, settled verdict whose envelope checks out
+    under ``verifier`` (the stack's key)."""
     ref = parse_reference(reference)
     path = f"/v1/verdicts/{quote(ref.repository, safe='/')}"
     path += f"@{ref.digest}" if ref.digest else f":{quote(str(ref.tag), safe='')}"
@@ -48,7 +56,7 @@ def verify_with_api(session: boto3.session.Session, api_url: str, reference: str
             return _refuse(str(message))
         raise OperatorError(f"the verdict API answered {status}: "
                             f"{message or _excerpt(answer)}")
-    why = check_verdict(answer) or check_envelope(answer)
+    why = check_verdict(answer) or check_envelope(answer, verifier)
     if why:
         return _refuse(why)
     verdict = answer["verdict"]
@@ -64,27 +72,65 @@ def check_verdict(answer: Any) -> str | None:
     verdict = answer.get("verdict") if isinstance(answer, dict) else None
     if not isinstance(verdict, dict) or not isinstance(answer.get("digest"), str):
         return f"the verdict API's answer holds no verdict: {_excerpt(answer)}"
+    status = answer.get("status") if isinstance(answer.get("status"), dict) else {}
     image = f"{answer.get('repository')}@{answer['digest']}"
     outcome = str(verdict.get("outcome"))
-    if verdict.get("gone"):
+    if status.get("gone"):
         return f"image gone: {image} was recorded as deleted"
     if outcome not in APPROVED_STATES:
         reasons = verdict.get("reasons") or ["no reason recorded"]
         return f"{outcome.lower()}: {image}: {reasons[0]}"
-    if not verdict.get("settled"):
+    if not status.get("settled"):
         return (f"not settled: the {outcome} verdict of {image} is still being applied; "
                 "retry shortly")
     return None
 
 
-def check_envelope(answer: dict[str, Any]) -> str | None:
+def check_envelope(answer: dict[str, Any], verifier: Verifier) -> str | None:
     """Why the answer's signed envelope does not vouch for its verdict (None: it does).
 
-    The signed-verdict check plugs in here: the envelope's signature by the stack's key, its
-    subject the answer's digest, its predicate the answer's current verdict (revision and
-    outcome). Until then every answer passes, as ``verify`` without signatures does.
+    The envelope's signature is the stack key's (``verifier``) over its DSSE encoding; its
+    subject is the answered repository and digest; its predicate is the answered verdict,
+    field by field (so the signed outcome and verdict_revision are the answer's); and the
+    signed outcome is an approval. The checks are :mod:`gatekeeper.domain.attestation`'s,
+    as the verdict gate makes them on a record.
     """
+    image = f"{answer.get('repository')}@{answer.get('digest')}"
+    raw = answer.get("envelope")
+    if raw is None:
+        return f"unsigned verdict: the verdict API answered no envelope for {image}"
+    verdict = answer["verdict"]
+    try:
+        envelope = attestation.read_envelope(raw)
+        _verify(envelope, verifier)
+        statement = attestation.read_statement(envelope)
+        attestation.check_subject(statement, str(answer.get("repository")),
+                                  str(answer.get("digest")))
+        attestation.check_current(statement, str(verdict.get("outcome")),
+                                  verdict.get("verdict_revision"))
+        changed = sorted(name for name in {*statement.predicate, *verdict}
+                         if statement.predicate.get(name) != verdict.get(name))
+        if changed:
+            raise AttestationError(f"the answered verdict differs from the signed one in "
+                                   f"{', '.join(changed)}")
+    except AttestationError as err:
+        return f"signed verdict refused: {image}: {err}"
+    if statement.outcome not in APPROVED_STATES:
+        return f"signed verdict refused: {image}: signed outcome {statement.outcome}"
     return None
+
+
+def _verify(envelope: attestation.Envelope, verifier: Verifier) -> None:
+    """One of the envelope's signatures is the stack key's over its PAE."""
+    first: AttestationError | None = None
+    for signature in envelope.signatures:
+        try:
+            verifier.verify(envelope.pae(), signature)
+        except AttestationError as err:
+            first = first or err
+        else:
+            return
+    raise first or AttestationError("no signature")
 
 
 def fetch(session: boto3.session.Session, url: str) -> tuple[int, Any]:

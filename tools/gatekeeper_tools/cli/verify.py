@@ -55,7 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--api", metavar="URL",
                         help="ask the stack's verdict API (its VerdictApiUrl output) instead "
                              "of reading the table and ECR; SigV4-signed with the default "
-                             "credentials")
+                             "credentials; its answer's envelope is verified as a record's "
+                             "(the stack's key, or --public-key)")
     parser.set_defaults(func=operator_command("verify", _run))
 
 
@@ -63,7 +64,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.api:
         from gatekeeper_tools.cli.verdict_api_client import verify_with_api
 
-        return verify_with_api(from_arguments(args).session, args.api, args.image)
+        deployment = from_arguments(args)
+        return verify_with_api(deployment.session, args.api, args.image,
+                               _verifier(deployment, args.public_key))
     return verify(from_arguments(args), args.image, args.public_key)
 
 

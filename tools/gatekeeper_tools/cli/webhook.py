@@ -2,8 +2,10 @@
 
 Serves HTTPS (``POST /validate``, ``GET /healthz``; :mod:`gatekeeper_tools.webhook`) until
 SIGTERM or Ctrl-C, each image decided by the stack's verdict gate
-(``gatekeeper.runtime.verdict_gate()``: signed, current, APPROVED verdicts only), built for
-the table and signing key named by ``--stack`` or the flags. ``deploy/kubernetes/`` runs it
+(``gatekeeper.runtime.verdict_gate()``: signed, current, APPROVED verdicts only), built as
+the functions build theirs (:class:`gatekeeper.config.GateConfig` from the environment) for
+the table and signing key named by ``--stack`` (its ``VerdictTableName`` and
+``SigningKeyArn`` outputs) or the flags. ``deploy/kubernetes/`` runs it
 in a cluster. Exit 2 when it cannot start (usage, configuration, AWS error); 0 once stopped.
 """
 
@@ -18,6 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gatekeeper import runtime
+from gatekeeper.config import OTHER_REGISTRIES_ENV, SIGNING_KEY_ENV, GateConfig
 from gatekeeper.domain.admission import Gate
 from gatekeeper.observability import logger
 from gatekeeper_tools.cli.deployment import (
@@ -30,8 +34,7 @@ from gatekeeper_tools.cli.deployment import (
 from gatekeeper_tools.webhook import DEFAULT_DEADLINE, AdmissionWebhook, WebhookServer
 
 KEY_OUTPUT = "SigningKeyArn"  # the stack output naming the verdicts' signing key
-KEY_ENV = "GATEKEEPER_SIGNING_KEY_ARN"
-OTHER_REGISTRIES_ENV = "GATEKEEPER_OTHER_REGISTRIES"
+KEY_ENV = SIGNING_KEY_ENV
 MAX_DEADLINE = 29.0  # Kubernetes waits 30 s at most (timeoutSeconds); keep one for the answer
 
 
@@ -151,15 +154,11 @@ def gate_settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
 
 
 def verdict_gate(args: argparse.Namespace) -> Gate:
-    """The stack's verdict gate, as the functions build theirs: from the environment, which
-    this (single-purpose) process sets from the flags first."""
+    """The stack's verdict gate, as the functions build theirs: ``runtime.verdict_gate()``
+    from the environment, which this (single-purpose) process sets from the flags first. The
+    settings are checked (:meth:`GateConfig.from_env`) before anything is changed."""
     settings = gate_settings(args, os.environ)
-    from gatekeeper import runtime
-
-    build = getattr(runtime, "verdict_gate", None)
-    if build is None:
-        raise OperatorError("this gatekeeper has no verdict gate (signed verdicts): "
-                            "install a version with gatekeeper.runtime.verdict_gate")
+    GateConfig.from_env({**os.environ, **settings})  # a ConfigError: one line, exit 2
     os.environ.update(settings)
-    gate: Gate = build()
+    gate: Gate = runtime.verdict_gate()
     return gate

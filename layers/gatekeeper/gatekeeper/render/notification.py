@@ -163,13 +163,20 @@ def verdict_notification(
         "image": _image(image, tags, marker),
         "previous": previous,
         "verdict": verdict_document(verdict, repository=image.repository,
-                                    digest=image.digest, tags=tags),
+                                    digest=image.digest, tags=tags, decided_at=time or None,
+                                    verdict_revision=_revision(verdict_id)),
         "omitted": {"counted": 0, "ignored": 0},
         "text": text,
     }
     chatbot = _verdict_chatbot(image, verdict, name, previous, verdict_id)
     _fit(document, text, chatbot)
     return Notification(subject, text, attributes, document, chatbot)
+
+
+def _revision(verdict_id: str) -> int | None:
+    """The revision a verdict id (``<digest prefix>-<revision>``) names, if it names one."""
+    _, _, revision = verdict_id.rpartition("-")
+    return int(revision) if revision.isdigit() else None
 
 
 def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str | None,

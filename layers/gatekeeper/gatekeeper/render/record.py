@@ -1,8 +1,11 @@
 """A recorded verdict (the verdict table's item for one image) as JSON documents.
 
-- :func:`verdict_document`: the verdict itself, as deploy tooling reads it (the verdict API's
-  ``verdict``): outcome, repository, digest, policy version, when, which revision, reasons,
-  counts, and whether its side effects are done.
+- :func:`verdict_document`: the verdict itself, the ``gatekeeper.verdict/v1`` document (the
+  verdict API's ``verdict``): exactly the predicate the gatekeeper signs for the record's
+  current verdict (:func:`gatekeeper.domain.attestation.predicate`), so that a client compares
+  it with the envelope's field by field.
+- :func:`verdict_status`: what the record says about that verdict now and is not signed
+  (it changes after the verdict does): settled, gone, the review time, the rule, the scan.
 - :func:`record_document`: everything the record holds, for operators (``gatekeeper status
   --format json``): the verdict, its marker and whether the image carries it, the lease, the
   scan, the review time.
@@ -15,33 +18,35 @@ from __future__ import annotations
 
 from typing import Any
 
-VERDICT_SCHEMA = "gatekeeper.verdict/v1"
+from gatekeeper.domain.attestation import PREDICATE_SCHEMA, predicate
+
+VERDICT_SCHEMA = PREDICATE_SCHEMA  # one document: the signed predicate
 
 
 def verdict_document(record: Any) -> dict[str, Any]:
-    """The verdict a record holds: what a deploy gate decides on.
+    """The verdict a record holds, as signed: what a deploy gate decides on.
 
     ``verdict_revision`` is the revision that committed this verdict (a notice's verdict id
     names it); ``outcome`` is PENDING while the image waits for its scan.
     """
+    return predicate(outcome=record.state, repository=record.repository, digest=record.digest,
+                     policy_version=record.policy_version, decided_at=record.decided_at,
+                     verdict_revision=record.verdict_id_revision, reasons=record.reasons,
+                     counts=record.counts)
+
+
+def verdict_status(record: Any) -> dict[str, Any]:
+    """The record's state around its verdict: not signed, it changes after the verdict
+    (settled once its side effects are done, gone when the image is deleted)."""
     return {
-        "schema": VERDICT_SCHEMA,
-        "repository": record.repository,
-        "digest": record.digest,
-        "outcome": record.state,
-        "policy_version": record.policy_version,
+        "settled": record.settled,
+        "gone": record.gone,
+        "review_at": record.review_at,
         "matched_rule": record.matched_rule,
-        "decided_at": record.decided_at,
-        "verdict_revision": record.verdict_id_revision,
-        "reasons": list(record.reasons),
-        "counts": dict(record.counts),
         "highest_severity": record.highest_severity,
         "scan_status": record.scan_status,
         "trigger": record.trigger,
         "previous_outcome": record.previous_state,
-        "settled": record.settled,
-        "gone": record.gone,
-        "review_at": record.review_at,
     }
 
 

@@ -1,7 +1,9 @@
 """How a verdict reads: text lines for people (CI logs, e-mail) and a stable JSON document.
 
 The JSON document (``gatekeeper.verdict/v1``) is documented in the README; fields are only
-ever added to it, never renamed or removed, within one schema version.
+ever added to it, never renamed or removed, within one schema version. It holds every field of
+the signed verdict (the statement's predicate, the verdict API's ``verdict``), so that one
+schema name means one document; the evaluation's detail comes on top.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from gatekeeper.domain.attestation import PREDICATE_SCHEMA
 from gatekeeper.domain.findings import Finding
 from gatekeeper.domain.verdict import Verdict
 
-DOCUMENT_SCHEMA = "gatekeeper.verdict/v1"
+DOCUMENT_SCHEMA = PREDICATE_SCHEMA  # the signed predicate's fields, and more
 
 
 def finding_line(finding: Finding) -> str:
@@ -91,14 +94,22 @@ def _finding_dict(finding: Finding) -> dict[str, Any]:
 
 def verdict_document(verdict: Verdict, *, repository: str, digest: str | None = None,
                      tags: list[str] | tuple[str, ...] = (),
-                     policy_source: str | None = None) -> dict[str, Any]:
-    """The verdict as a stable, documented JSON-ready document."""
+                     policy_source: str | None = None, decided_at: str | None = None,
+                     verdict_revision: int | None = None) -> dict[str, Any]:
+    """The verdict as a stable, documented JSON-ready document: the ``gatekeeper.verdict/v1``
+    document (every field of the signed predicate, :func:`gatekeeper.domain.attestation.
+    predicate`; ``decided_at`` and ``verdict_revision`` null where no verdict was committed,
+    as with ``gatekeeper evaluate``) plus the evaluation's detail (tags, mode, the policy,
+    breaches, findings, exceptions)."""
     return {
         "schema": DOCUMENT_SCHEMA,
         "repository": repository,
         "digest": digest,
         "tags": list(tags),
         "outcome": str(verdict.outcome),
+        "policy_version": verdict.policy_version,
+        "decided_at": decided_at,
+        "verdict_revision": verdict_revision,
         "approved": verdict.approved,
         "mode": verdict.mode,
         "scan_status": verdict.scan_status,

@@ -552,10 +552,59 @@ def _digest_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     return _fit(build, minimal)
 
 
+def _refused_line(entry: Mapping[str, Any], detail: _Detail) -> str:
+    verdict = f" ({clip(entry['verdict'], 30)})" if entry.get("verdict") else ""
+    return (f"• `{clip(entry.get('container') or '?', 100)}` "
+            f"{clip(entry.get('image') or '?', 300)}{verdict}: "
+            f"{clip(entry.get('reason') or 'no reason given', detail.text)}")
+
+
+def _deployment_refused_message(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The ECS deployment hook's refusal: the service, its task definition, each refused
+    image and why, the allowed ones counted."""
+    deployment = _dict(doc.get("deployment"))
+    refused = [_dict(e) for e in _list(doc.get("refused"))]
+    allowed = [_dict(e) for e in _list(doc.get("allowed"))]
+    service = plain(deployment.get("service") or "(unknown service)")
+    cluster = plain(deployment.get("cluster") or "?")
+    task_definition = plain(deployment.get("task_definition") or "?")
+    title = f":no_entry: Deployment refused: {service}"
+    fallback = (f"Deployment of ECS service {service} (cluster {cluster}) refused: "
+                f"{len(refused)} image(s) not approved")
+
+    def build(detail: _Detail) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = [
+            _header(title),
+            _section(f"ECS rolls back the deployment of *{clip(service, 200)}*: an image has "
+                     "no signed, current APPROVED verdict. `gatekeeper status "
+                     "<repository>@<digest>` says why."),
+            _fields([
+                ("Service", clip(service, 200)),
+                ("Cluster", clip(cluster, 200)),
+                ("Task definition", clip(task_definition.rsplit("/", 1)[-1], 200)),
+                ("Lifecycle stage", clip(deployment.get("lifecycle_stage") or "?", 60)),
+                ("Images allowed", clip(len(allowed), 20)),
+                ("Time", _when(doc.get("time")) or "?"),
+            ]),
+        ]
+        lines = [_refused_line(e, detail) for e in refused]
+        texts = _chunks("*Refused*", lines, total=len(refused), cap=detail.entries)
+        blocks.extend(_section(t) for t in texts[:MAX_BLOCKS - 4])
+        blocks.append(_context(f"task definition {clip(task_definition, 300)}"))
+        return {"text": clip(fallback, FALLBACK_TEXT_MAX), "blocks": blocks}
+
+    def minimal() -> dict[str, Any]:
+        return {"text": clip(fallback, FALLBACK_TEXT_MAX),
+                "blocks": [_header(title), _section(clip(fallback, 1000))]}
+
+    return _fit(build, minimal)
+
+
 _RENDERERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "verdict": _verdict_message,
     "forged_marker": _forgery_message,
     "digest": _digest_message,
+    "deployment_refused": _deployment_refused_message,
 }
 
 

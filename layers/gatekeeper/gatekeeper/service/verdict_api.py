@@ -16,7 +16,7 @@ from gatekeeper.adapters.ecr import ImageGone
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.verdict_request import RequestError, VerdictRequest, parse_request
 from gatekeeper.observability import logger
-from gatekeeper.render.record import verdict_document
+from gatekeeper.render.record import verdict_document, verdict_status
 
 JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 
@@ -92,7 +92,8 @@ class VerdictApi:
         body: dict[str, Any] = {"repository": request.repository, "digest": digest}
         if request.tag:
             body["tag"] = request.tag
-        body["verdict"] = verdict_document(record)
+        body["verdict"] = verdict_document(record)  # exactly what the envelope's predicate is
+        body["status"] = verdict_status(record)  # settled, gone...: not signed
         body["envelope"] = getattr(record, "envelope", None)  # signed verdicts, when present
         return Response(200, body)
 
