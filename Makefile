@@ -6,9 +6,10 @@ UV          := $(TOOLS)/bootstrap/bin/uv
 VENV        := .venv
 PY          := $(VENV)/bin/python
 # The domain's and renderers' unit tests run a second time in a venv holding only what the
-# domain needs (PyYAML) and the tests' own tools: an AWS import there fails the run.
+# domain needs (PyYAML) and the tests' own tools (cryptography checks signatures the way a
+# verifier would): an AWS import there fails the run.
 DOMAIN_VENV := .venv-domain
-DOMAIN_DEPS := pytest hypothesis jsonschema PyYAML
+DOMAIN_DEPS := pytest hypothesis jsonschema PyYAML cryptography
 # This checkout's packages, as pytest's `pythonpath` sees them (lint-imports needs them too).
 SOURCES     := layers/gatekeeper:tools:.
 SAM_VERSION := 1.170.0
