@@ -21,7 +21,7 @@ from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.queue import ReevaluationQueue
-from gatekeeper.adapters.signing import KmsSigner, KmsVerifier
+from gatekeeper.adapters.signing import KmsSigner
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import (
     Config,
@@ -32,11 +32,11 @@ from gatekeeper.config import (
     VerdictApiConfig,
 )
 from gatekeeper.service import Gatekeeper, Leases
-from gatekeeper.service.gate import VerdictGate
 
 if TYPE_CHECKING:
     from gatekeeper.domain.admission import Gate
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
+    from gatekeeper.service.gate import VerdictGate
     from gatekeeper.service.slack import SlackNotifier
     from gatekeeper.service.verdict_api import VerdictApi
 
@@ -74,7 +74,11 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
 
 def build_gate(config: GateConfig, session: boto3.session.Session | None = None
                ) -> VerdictGate:
-    """The stack's verdict gate: ECR resolves tags, the table holds verdicts, KMS verifies."""
+    """The stack's verdict gate: ECR resolves tags, the table holds verdicts, KMS verifies
+    (its modules imported here: only the functions that gate deployments load them)."""
+    from gatekeeper.adapters.signing import KmsVerifier
+    from gatekeeper.service.gate import VerdictGate
+
     session = session or boto3.session.Session()
     return VerdictGate(
         images=EcrImages(session.client("ecr", config=BOTO_CONFIG)),
