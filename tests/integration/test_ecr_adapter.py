@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import boto3
@@ -16,6 +17,7 @@ from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Severity
 from gatekeeper.domain.policy import BUILTIN_POLICY
 from gatekeeper.domain.verdict import Outcome
+from tests.moto_paging import basic_scan, paged_scan_findings
 from tests.support import World, push_event, scan_event
 
 REPO = "team-a/web"
@@ -552,3 +554,45 @@ def test_removing_tags_from_a_deleted_repository_reports_image_gone(ecr: Any) ->
     # When a contradicting marker is removed, Then the image is gone (no retry, no DLQ)
     with stubber, pytest.raises(ImageGone):
         EcrImages(ecr).remove_tags(REPO, DIGEST, ["approved-9b9b9b9b9b9b"])
+
+
+class PageWatch:
+    """A real (moto) ECR client whose DescribeImageScanFindings pages are watched: each parsed
+    page is handed out as a dict that can be weakly referenced, and each call counts how
+    many earlier pages are still alive when the next one is asked for."""
+
+    class Page(dict):  # type: ignore[type-arg]
+        """A parsed page, as botocore parsed it, that a weak reference can follow."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.pages: list[weakref.ref[dict[str, Any]]] = []
+        self.alive_when_asked: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def describe_image_scan_findings(self, **kwargs: Any) -> dict[str, Any]:
+        self.alive_when_asked.append(sum(ref() is not None for ref in self.pages))
+        page = PageWatch.Page(self._client.describe_image_scan_findings(**kwargs))
+        self.pages.append(weakref.ref(page))
+        return page
+
+
+def test_reading_many_pages_never_holds_more_than_one_raw_page(world: World) -> None:
+    # Given an image whose 2,500 findings ECR pages 1,000 at a time (moto, paged as ECR does)
+    with paged_scan_findings():
+        repo = world.repository("team-a/big")
+        digest = world.push(repo, "v1")
+        world.scanned(repo, digest, basic_scan(2500, critical=True))
+        watch = PageWatch(world.ecr)
+
+        # When the adapter reads the scan
+        scan = EcrImages(watch).scan(repo, digest)
+
+    # Then it read three pages, and each was dropped before the next was asked for: no
+    # earlier page was alive at any request, and none outlives the read
+    assert scan is not None and scan.pages == 3
+    assert len(scan.findings) == 2500 and scan.status == "COMPLETE"
+    assert watch.alive_when_asked == [0, 0, 0]
+    assert [ref() for ref in watch.pages] == [None, None, None]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import (
     BASIC_SEVERITIES,
     ENHANCED_SEVERITIES,
     Finding,
     FindingsError,
+    FindingsReader,
     Severity,
     Source,
     UndefinedSeverity,
@@ -24,6 +27,7 @@ from gatekeeper.domain.findings import (
     parse_timestamp,
     severity_counts,
 )
+from gatekeeper.domain.policy import parse_policy
 from tests.domain_support import load_findings
 
 
@@ -484,3 +488,100 @@ def test_highest_severity_is_the_most_severe(severities: list[Severity]) -> None
 def test_an_undefined_finding_outranks_an_informational_one() -> None:
     found = [finding(Severity.INFORMATIONAL), finding(Severity.UNDEFINED)]
     assert highest_severity(found) is Severity.UNDEFINED
+
+
+class _OwnZone(tzinfo):
+    """A time zone object of its own per timestamp, as botocore gives (dateutil's tzutc)."""
+
+    def __init__(self, hours: int) -> None:
+        self._offset = timedelta(hours=hours)
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return self._offset
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+_RAW_ENHANCED = st.fixed_dictionaries({
+    "severity": st.sampled_from(sorted(ENHANCED_SEVERITIES)),
+    "id": st.integers(0, 40),
+    "package": st.sampled_from(["openssl", "zlib", "org.example:component-1", "libc6"]),
+    "fixed": st.sampled_from(["1.2.4", "NotAvailable", None]),
+    "exploit": st.sampled_from(["YES", "NO", None]),
+    "days": st.integers(0, 60),
+    "hours": st.integers(-12, 12),
+})
+
+
+def _enhanced_raw(spec: dict[str, Any]) -> dict[str, Any]:
+    seen = datetime(2027, 1, 15, tzinfo=UTC) - timedelta(days=spec["days"])
+    raw: dict[str, Any] = {
+        "severity": spec["severity"],
+        "title": f"CVE-2027-{spec['id']:04d} - {spec['package']}",
+        "firstObservedAt": seen.astimezone(_OwnZone(spec["hours"])),
+        "packageVulnerabilityDetails": {
+            "vulnerabilityId": f"cve-2027-{spec['id']:04d}",
+            "sourceUrl": f"https://nvd.nist.gov/vuln/detail/CVE-2027-{spec['id']:04d}",
+            "vulnerablePackages": [{"name": spec["package"], "version": "1.2.3",
+                                    "fixedInVersion": spec["fixed"]}]},
+    }
+    if spec["exploit"] is not None:
+        raw["exploitAvailable"] = spec["exploit"]
+    return raw
+
+
+@given(specs=st.lists(_RAW_ENHANCED, max_size=40), page_size=st.integers(1, 7))
+def test_compact_findings_read_page_by_page_judge_as_the_raw_values_do(
+        specs: list[dict[str, Any]], page_size: int) -> None:
+    # Given enhanced findings as botocore parses them (each timestamp with a zone object of
+    # its own), the policy's grace periods, exploit rule and limits all in play
+    policy = parse_policy(
+        "version: 1\ndefault:\n  max_findings: {CRITICAL: 0, HIGH: 2, MEDIUM: 5}\n"
+        "  warn_findings: {LOW: 3}\n  grace_days: {HIGH: 30, MEDIUM: 10}\n"
+        "  block_if_exploit_available: true\n", version="test")
+    now = datetime(2027, 1, 15, tzinfo=UTC)
+    raws = [_enhanced_raw(spec) for spec in specs]
+
+    # When they are read page by page into compact findings, and one by one as they stand
+    reader = FindingsReader()
+    for start in range(0, max(len(raws), 1), page_size):
+        reader.add({"enhancedFindings": raws[start:start + page_size]})
+    compact = reader.findings
+    as_raw = [dataclasses.replace(from_enhanced(raw), first_seen=raw["firstObservedAt"])
+              for raw in raws]
+
+    # Then they are equal findings, shown the same, and judged alike: outcome, reasons (in
+    # their order), counts, breaches and what was ignored
+    assert reader.problems() == []
+    assert compact == as_raw
+    assert [f.first_seen.isoformat() for f in compact if f.first_seen] == \
+        [f.first_seen.isoformat() for f in as_raw if f.first_seen]
+    assert all(f.key == f.id.upper() for f in compact)
+    judged, expected = (evaluation.evaluate(policy, "team-a/web", found, now)
+                        for found in (compact, as_raw))
+    assert judged.outcome == expected.outcome
+    assert judged.reasons == expected.reasons
+    assert judged.counts == expected.counts
+    assert judged.breaches == expected.breaches
+    assert [(i.finding.id, i.why) for i in judged.ignored] == \
+        [(i.finding.id, i.why) for i in expected.ignored]
+
+
+def test_findings_share_the_strings_and_time_zone_many_of_them_repeat() -> None:
+    # Given two findings of one package, each timestamp with a zone object of its own
+    first, second = (_enhanced_raw({"severity": "HIGH", "id": i, "package": "openssl",
+                                    "fixed": "3.0.8", "exploit": None, "days": 3,
+                                    "hours": 0}) for i in (1, 2))
+    for raw in (first, second):  # strings as a JSON parser makes them: one object each
+        pkg = raw["packageVulnerabilityDetails"]["vulnerablePackages"][0]
+        pkg["name"] = "".join(["open", "ssl"])
+
+    # When they are read
+    a, b = from_enhanced(first), from_enhanced(second)
+
+    # Then the package and versions are one object each, and the zone is the shared UTC
+    assert a.package is b.package and a.installed_version is b.installed_version
+    assert a.fixed_version is b.fixed_version
+    assert a.first_seen is not None and a.first_seen.tzinfo is UTC
+    assert a.first_seen == first["firstObservedAt"]

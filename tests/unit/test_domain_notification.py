@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
-from gatekeeper.domain.policy import BUILTIN_POLICY
+from gatekeeper.domain.policy import BUILTIN_POLICY, parse_policy
 from gatekeeper.domain.verdict import Breach, Outcome, Verdict
-from gatekeeper.render.notification import ImageRef, verdict_notification
+from gatekeeper.render.notification import ImageRef, _size, _structure, verdict_notification
 
 DIGEST = "sha256:9b1a3f6c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -216,3 +216,28 @@ def test_breach_shows_as_many_ids_as_asked() -> None:
                                                    (Outcome.QUARANTINED, False)])
 def test_verdict_approved_follows_its_outcome(outcome: Outcome, approved: bool) -> None:
     assert Verdict(outcome, (), "v").approved is approved
+
+
+_TEXTS = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+
+
+@given(ids=st.lists(_TEXTS, max_size=30), packages=st.lists(_TEXTS, min_size=1, max_size=4),
+       text=_TEXTS)
+def test_the_measured_size_is_the_size_of_the_whole_message(
+        ids: list[str], packages: list[str], text: str) -> None:
+    # Given a verdict on findings whose ids and packages need escaping (quotes, backslashes,
+    # control and non-ASCII characters), some counted and some ignored
+    findings = [Finding(fid or "UNKNOWN", Severity.MEDIUM if n % 3 else Severity.LOW,
+                        Source.ENHANCED, package=packages[n % len(packages)],
+                        fixed_version="2.0" if n % 2 else None)
+                for n, fid in enumerate(ids)]
+    policy = parse_policy("version: 1\ndefault:\n  max_findings: {MEDIUM: 2}\n"
+                          "  ignore_unfixed: true\n", version="test")
+    verdict = evaluation.evaluate(policy, "team-a/web", findings)
+    notice = notify(verdict=verdict)
+
+    # When its size is measured item by item
+    size = _size(text, notice.document, notice.chatbot)
+
+    # Then it is the UTF-8 size of the whole message built at once
+    assert size == len(_structure(text, notice.document, notice.chatbot).encode("utf-8"))

@@ -69,6 +69,28 @@ class ScanResult:
     pages: int
 
 
+@dataclass(frozen=True)
+class _Head:
+    """What a scan's first page says besides its findings (kept; the page itself is not)."""
+
+    status: object
+    description: object
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, page: dict[str, Any]) -> _Head | None:
+        """A page's status, description and completion time; None for an empty page (the
+        next page says them then)."""
+        if not page:
+            return None
+        raw_status = page.get("imageScanStatus")
+        raw_status = raw_status if isinstance(raw_status, dict) else {}
+        scan = page.get("imageScanFindings")
+        scan = scan if isinstance(scan, dict) else {}
+        return cls(raw_status.get("status"), raw_status.get("description"),
+                   parse_timestamp(scan.get("imageScanCompletedAt")))
+
+
 def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -145,9 +167,11 @@ class EcrImages:
             "imageId": {"imageDigest": digest},
             "maxResults": self._page_size,
         }
-        first: dict[str, Any] = {}
+        head: _Head | None = None
         tokens: set[str] = set()
         while True:
+            # One parsed page at a time: it is read into the reader's findings (and the first
+            # page's scan status noted) and dropped before the next page is asked for.
             try:
                 page = self._ecr.describe_image_scan_findings(**kwargs)
             except ClientError as err:
@@ -162,9 +186,10 @@ class EcrImages:
                                 f"{reader.pages} (InvalidParameterException); paging stopped")
                     break
                 raise
-            first = first or page
+            head = head or _Head.of(page)
             reader.add(page.get("imageScanFindings"))
             token = page.get("nextToken")
+            del page
             if not token:
                 break
             if token in tokens:
@@ -176,11 +201,8 @@ class EcrImages:
                 break
             tokens.add(str(token))
             kwargs["nextToken"] = token
-        raw_status = first.get("imageScanStatus")
-        raw_status = raw_status if isinstance(raw_status, dict) else {}
-        status, description = raw_status.get("status"), raw_status.get("description")
-        scan = first.get("imageScanFindings")
-        scan = scan if isinstance(scan, dict) else {}
+        head = head or _Head(None, None, None)
+        status, description = head.status, head.description
         problems = reader.problems()
         if not isinstance(status, str) or not status:
             problems.insert(0, "DescribeImageScanFindings returned no scan status")
@@ -192,7 +214,7 @@ class EcrImages:
             status=str(status),
             description=description if isinstance(description, str) else None,
             findings=reader.findings,
-            completed_at=parse_timestamp(scan.get("imageScanCompletedAt")),
+            completed_at=head.completed_at,
             pages=reader.pages,
         )
 

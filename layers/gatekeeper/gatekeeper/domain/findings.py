@@ -12,10 +12,12 @@ response make it *incomplete* (:data:`FINDINGS_INCOMPLETE`), never clean.
 from __future__ import annotations
 
 import enum
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 # The scan state of a finished scan whose findings could not all be read; a policy's
@@ -61,6 +63,11 @@ class Source(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One finding, held compactly: slots, no raw payload, the strings many findings repeat
+    (package names and versions) interned, and ``first_seen`` in a shared time zone (botocore
+    gives every timestamp a time-zone object of its own). An image's findings are read page by
+    page into these and the pages dropped, so memory grows with this value, not the JSON."""
+
     id: str
     severity: Severity
     source: Source
@@ -78,7 +85,28 @@ class Finding:
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", self.id.upper())
+        key = self.id.upper()
+        object.__setattr__(self, "key", self.id if key == self.id else key)
+
+
+def _shared(text: str | None) -> str | None:
+    """``text`` interned: one object for a value many findings repeat (a package, a version)."""
+    return sys.intern(text) if type(text) is str else text
+
+
+@lru_cache(maxsize=64)
+def _zone(offset: timedelta) -> timezone:
+    return UTC if not offset else timezone(offset)
+
+
+def _shared_zone(value: datetime) -> datetime:
+    """The same instant, shown at the same offset, with a shared ``timezone`` object instead
+    of a time-zone object of its own (botocore's dateutil ``tzlocal``/``tzutc``, three objects
+    a timestamp). A ``datetime.timezone`` is kept as it is."""
+    offset = value.utcoffset()
+    if offset is None or isinstance(value.tzinfo, timezone):
+        return value
+    return value.replace(tzinfo=_zone(offset))
 
 
 _NOT_AVAILABLE = {"", "notavailable", "none", "n/a", "null"}
@@ -128,7 +156,7 @@ def parse_timestamp(value: object) -> datetime | None:
     """Epoch seconds, a datetime, ISO-8601 or Inspector's event text; None when unreadable."""
     try:
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
+            return _shared_zone(value) if value.tzinfo else value.replace(tzinfo=UTC)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(float(value), tz=UTC)
         if isinstance(value, str) and value.strip():
@@ -189,8 +217,8 @@ def from_basic(raw: Mapping[str, Any]) -> Finding:
         id=name or "UNKNOWN",
         severity=_severity(raw, Source.BASIC, name),
         source=Source.BASIC,
-        package=_text(attributes.get("package_name")),
-        installed_version=_text(attributes.get("package_version")),
+        package=_shared(_text(attributes.get("package_name"))),
+        installed_version=_shared(_text(attributes.get("package_version"))),
         score=score,
         uri=_text(raw.get("uri")),
     )
@@ -216,9 +244,9 @@ def from_enhanced(raw: Mapping[str, Any]) -> Finding:
         id=name or "UNKNOWN",
         severity=_severity(raw, Source.ENHANCED, name),
         source=Source.ENHANCED,
-        package=_text(package.get("name")),
-        installed_version=_text(package.get("version")),
-        fixed_version=fixed,
+        package=_shared(_text(package.get("name"))),
+        installed_version=_shared(_text(package.get("version"))),
+        fixed_version=_shared(fixed),
         fix_available=fix_available,
         exploit_available=_yes_no(raw.get("exploitAvailable")),
         score=score,

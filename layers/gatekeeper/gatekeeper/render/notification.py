@@ -229,7 +229,29 @@ def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str
 
 
 def _size(text: str, document: Mapping[str, Any], chatbot: Mapping[str, Any] | None) -> int:
-    return len(_structure(text, document, chatbot).encode("utf-8"))
+    """The UTF-8 size of ``_structure(text, document, chatbot)``, without building it whole.
+
+    The verdict's finding lists (thousands of findings on a large image) are measured item by
+    item: the document is serialized with those lists empty, then each item's size is added
+    as it is once escaped into the outer JSON string, plus its comma. JSON escapes a string
+    character by character, so the sum is exact; the peak is one item's text, not three
+    copies of the whole document's (its JSON, that JSON escaped, and the bytes)."""
+    verdict = document["verdict"]
+    lists = [verdict[name] for name in _LISTED]
+    shell = {**document, "verdict": {**verdict, **{name: [] for name in _LISTED}}}
+    size = len(_structure(text, shell, chatbot).encode("utf-8"))
+    for items in lists:
+        if items:
+            size += sum(_quoted_size(item) for item in items) + len(items) - 1
+    return size
+
+
+_LISTED = ("counted", "ignored")
+
+
+def _quoted_size(value: Any) -> int:
+    """The UTF-8 size of ``value``'s JSON once escaped inside a JSON string (no quotes)."""
+    return len(json.dumps(_json(value), ensure_ascii=False).encode("utf-8")) - 2
 
 
 def _fit(document: dict[str, Any], text: str, chatbot: Mapping[str, Any] | None) -> None:
