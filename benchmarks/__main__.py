@@ -45,9 +45,21 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
         return lambda: bench_gate.run(runs=args.runs or 200)
     if name == "memory":
         from benchmarks import bench_memory
-        return lambda: bench_memory.run(findings=args.findings)
+        return lambda: bench_memory.run(findings=args.findings or bench_memory.SIZES)
     from benchmarks import bench_evaluate
-    return lambda: bench_evaluate.run(findings=args.findings, exceptions=args.exceptions)
+    return lambda: bench_evaluate.run(findings=(args.findings or [10_000])[0],
+                                      exceptions=args.exceptions)
+
+
+def _sizes(value: str) -> list[int]:
+    """``10000`` or ``10000,50000``: image sizes, in findings."""
+    try:
+        sizes = [int(n) for n in value.split(",") if n.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {value}") from err
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {value}")
+    return sizes
 
 
 def _names(values: list[str]) -> list[str]:
@@ -72,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200,
                         help="throughput: scan-complete events (default 200; 1000 for the "
                              "figure of record)")
-    parser.add_argument("--findings", type=int, default=10_000,
-                        help="memory and evaluate: findings of the image (default 10000)")
+    parser.add_argument("--findings", type=_sizes, default=None, metavar="N[,N]",
+                        help="memory: findings of the image, one figure per size (default "
+                             "10000,50000); evaluate: the first size (default 10000)")
     parser.add_argument("--exceptions", type=int, default=1_000,
                         help="evaluate: exceptions in the policy (default 1000)")
     parser.add_argument("--build", action="store_true",
