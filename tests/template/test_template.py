@@ -32,6 +32,9 @@ ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction",
                    "SlackNotifierFunction")
 # The functions that judge images: each holds exactly the gatekeeper's grants.
 JUDGING_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")
+# The judging functions' memory is set from the memory benchmark (template.yaml, Globals).
+MEMORY = {"OnPushFunction": 192, "OnScanFunction": 192, "OnReevaluateFunction": 192,
+          "SweeperFunction": 256}
 TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 60,
             "SweeperFunction": 300}
 RULES = ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
@@ -146,7 +149,8 @@ def test_function_runs_python313_on_arm64_with_the_layer_and_tracing(
     assert properties["Architectures"] == ["arm64"]
     assert properties["Layers"] == [{"Ref": layer_id}]
     assert properties["TracingConfig"] == {"Mode": "Active"}
-    assert (properties["MemorySize"], properties["Timeout"]) == (256, TIMEOUTS[function_id])
+    assert (properties["MemorySize"], properties["Timeout"]) == (MEMORY[function_id],
+                                                                  TIMEOUTS[function_id])
 
 
 def test_layer_is_built_for_python313_on_arm64(cfn: dict[str, Any]) -> None:
