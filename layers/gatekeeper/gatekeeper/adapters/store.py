@@ -447,9 +447,13 @@ class VerdictStore:
 
     def due_index_backfilled(self) -> bool:
         """Whether every item written before DueIndex existed has been given its attributes."""
-        response = self._ddb.get_item(TableName=self._table, Key=_BACKFILL_MARKER,
-                                      ConsistentRead=True)
-        return "Item" in response
+        # A Query of the marker's key (the sweeper may Query the table, not GetItem)
+        response = self._ddb.query(
+            TableName=self._table, KeyConditionExpression="pk = :pk AND sk = :sk",
+            ExpressionAttributeValues={":pk": _BACKFILL_MARKER["pk"],
+                                       ":sk": _BACKFILL_MARKER["sk"]},
+            ConsistentRead=True)
+        return bool(response.get("Items"))
 
     def backfill_due_index(self) -> int:
         """Give DueIndex's attributes to the current verdicts written before it existed (one
