@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks --only cold_start     # one (or --only a,b)
     .venv/bin/python -m benchmarks --only throughput --events 1000
     .venv/bin/python -m benchmarks --only gate --runs 500
+    .venv/bin/python -m benchmarks --only sweep             # due index vs full Scan
 
 A shared machine is noisy: each figure is printed beside a baseline measured in the same run
 and judged by their ratio (or, for memory and size, against a Lambda limit). Call counts are
@@ -22,12 +23,13 @@ from pathlib import Path
 
 from benchmarks.common import Row, table
 
-BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "gate", "memory", "evaluate")
+BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "gate", "memory", "sweep",
+              "evaluate")
 
 
 def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
-    # Imported on demand; evaluate runs in this process, last (it grows it: memory's probes
-    # have small parents of their own anyway).
+    # Imported on demand; sweep (moto) and evaluate run in this process, last (they grow it:
+    # memory's probes have small parents of their own anyway).
     if name == "size":
         from benchmarks import bench_size
         return lambda: bench_size.run(force_build=args.build)
@@ -46,6 +48,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
     if name == "memory":
         from benchmarks import bench_memory
         return lambda: bench_memory.run(findings=args.findings or bench_memory.SIZES)
+    if name == "sweep":
+        from benchmarks import bench_sweep
+        return bench_sweep.run
     from benchmarks import bench_evaluate
     return lambda: bench_evaluate.run(findings=(args.findings or [10_000])[0],
                                       exceptions=args.exceptions)

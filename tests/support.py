@@ -122,6 +122,18 @@ def signing_key(session: boto3.session.Session) -> str:
         Description="verdict signing")["KeyMetadata"]["Arn"])
 
 
+# The verdict table's DueIndex, as template.yaml declares it.
+DUE_INDEX_ATTRIBUTES = [{"AttributeName": "due_shard", "AttributeType": "N"},
+                        {"AttributeName": "due_at", "AttributeType": "S"}]
+DUE_INDEX = {
+    "IndexName": "DueIndex",
+    "KeySchema": [{"AttributeName": "due_shard", "KeyType": "HASH"},
+                  {"AttributeName": "due_at", "KeyType": "RANGE"}],
+    "Projection": {"ProjectionType": "INCLUDE",
+                   "NonKeyAttributes": ["repository", "digest", "state"]},
+}
+
+
 def make_world(markers: MarkerScheme | None = None, signed: bool = True) -> World:
     """Call inside an active ``moto.mock_aws()``. ``signed``: the stack has a signing key."""
     session = boto3.session.Session(region_name=REGION)
@@ -131,7 +143,9 @@ def make_world(markers: MarkerScheme | None = None, signed: bool = True) -> Worl
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                    {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
+                              {"AttributeName": "sk", "AttributeType": "S"},
+                              *DUE_INDEX_ATTRIBUTES],
+        GlobalSecondaryIndexes=[DUE_INDEX],
         BillingMode="PAY_PER_REQUEST",
     )
     topic = session.client("sns").create_topic(Name="verdicts")["TopicArn"]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from samtranslator.model.exceptions import InvalidDocumentException
 
-from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.adapters.store import DUE_INDEX, VerdictStore
 from gatekeeper.domain.markers import RESERVED_WORDS, MarkerScheme
 from gatekeeper_tools.local.stack import load_sam_template, transform_template
 from tests.template.conftest import REGION, TEMPLATE
@@ -626,16 +626,43 @@ def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_di
     assert granted([s for s in statements if "Condition" not in s]) == pairs(
         ("dynamodb:Scan", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
+        ("dynamodb:Query", {"Fn::Sub": "${VerdictTable.Arn}/index/DueIndex"}),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
     )
+    # and it updates only DueIndex's attributes (the one-time backfill), returning nothing
+    backfill, *scoped = scoped
+    assert backfill == {
+        "Sid": "BackfillTheDueIndex", "Effect": "Allow",
+        "Action": "dynamodb:UpdateItem", "Resource": TABLE_ARN,
+        "Condition": {
+            "ForAllValues:StringEquals": {"dynamodb:Attributes": [
+                "pk", "sk", "revision", "due_shard", "due_at", "due_backfilled"]},
+            "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"}}}
     # and it deletes only the items held for the digest: those whose partition key is the
     # store's DIGEST, never a verdict, a lease or a history item
     assert scoped == [{
         "Sid": "ReleaseAnnouncedDigestItems", "Effect": "Allow",
         "Action": "dynamodb:DeleteItem", "Resource": TABLE_ARN,
         "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [DIGEST_KEY]}}}]
+
+
+def test_the_verdict_table_has_the_sparse_due_index_the_store_queries(
+        cfn: dict[str, Any]) -> None:
+    # Given the verdict table; Then it has DueIndex keyed as the store writes and queries it,
+    # projecting what the sweep reads, its key attributes declared, billed per request
+    table = cfn["Resources"]["VerdictTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index == {
+        "IndexName": DUE_INDEX,
+        "KeySchema": [{"AttributeName": "due_shard", "KeyType": "HASH"},
+                      {"AttributeName": "due_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "INCLUDE",
+                       "NonKeyAttributes": ["repository", "digest", "state"]}}
+    assert {"AttributeName": "due_shard", "AttributeType": "N"} in table["AttributeDefinitions"]
+    assert {"AttributeName": "due_at", "AttributeType": "S"} in table["AttributeDefinitions"]
 
 
 def test_the_sweepers_delete_scope_is_the_partition_key_the_store_deletes(

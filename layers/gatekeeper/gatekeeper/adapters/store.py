@@ -12,6 +12,15 @@ Every item is bounded whatever happens: tags are the image's own (capped, with a
 rest), and an item that would still come near DynamoDB's 400 KB limit has its reasons
 shortened rather than failing every event for that image forever.
 
+The hourly sweep reads only what is due through ``DueIndex``, a sparse global secondary index:
+a current-verdict item carries ``due_shard`` and ``due_at`` only while time alone can change it
+(``due_at = P#<created_at>`` for an image still waiting for its scan, ``R#<review_at>`` for an
+exception expiring or a grace period ending); settled items with nothing to review, history,
+index links and digest items are not in it. ``due_shard`` spreads the index over DUE_SHARDS
+partitions (see there). Items written before the index existed are given the attributes once
+by ``backfill_due_index``, which records that it is done in the item ``pk = SWEEP``,
+``sk = DUE_INDEX``.
+
 Verdict changes held for the periodic digest: ``pk = DIGEST``, ``sk = <decided_at>#<verdict
 id>`` (a redelivery writes the same item again), deleted once the digest is published.
 """
@@ -19,6 +28,7 @@ id>`` (a redelivery writes the same item again), deleted once the digest is publ
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,6 +45,14 @@ _DESERIALIZER = TypeDeserializer()
 MAX_TAGS = 100  # tags kept on a record (notices name them); the rest are counted
 MAX_ITEM_BYTES = 300_000  # well below DynamoDB's 400 KB item limit
 MAX_REASON_CHARS = 2_000
+DUE_INDEX = "DueIndex"
+# Every write of a due item (each push of an image not yet scanned, for one) also writes the
+# index; 8 partitions keep a burst of pushes far below one partition's write limit while the
+# hourly sweep costs only 16 small Queries (two per shard) when nothing is due.
+DUE_SHARDS = 8
+_PENDING_DUE = "P#"
+_REVIEW_DUE = "R#"
+_BACKFILL_MARKER = {"pk": {"S": "SWEEP"}, "sk": {"S": "DUE_INDEX"}}
 
 
 class Conflict(Exception):
@@ -97,6 +115,31 @@ def _key(repository: str, digest: str) -> dict[str, Any]:
     return {"pk": {"S": f"IMAGE#{repository}@{digest}"}, "sk": {"S": "VERDICT"}}
 
 
+def due_at(record: ImageRecord) -> str | None:
+    """The record's sort key in DueIndex (None: nothing can fall due, not in the index).
+
+    An image waiting for its scan is due from ``created_at`` (the sweep compares it with now
+    minus the scan timeout); otherwise a record is due at its ``review_at``.
+    """
+    if record.state == PENDING and record.created_at:
+        return _PENDING_DUE + record.created_at
+    if record.review_at:
+        return _REVIEW_DUE + record.review_at
+    return None
+
+
+def due_shard(digest: str) -> int:
+    """The DueIndex partition of an image (stable across processes, unlike ``hash``)."""
+    return zlib.crc32(digest.encode()) % DUE_SHARDS
+
+
+def _due_attributes(record: ImageRecord) -> dict[str, Any]:
+    due = due_at(record)
+    if due is None:
+        return {}
+    return {"due_shard": {"N": str(due_shard(record.digest))}, "due_at": {"S": due}}
+
+
 def _to_item(record: ImageRecord) -> dict[str, Any]:
     plain: dict[str, Any] = {
         "repository": record.repository,
@@ -127,6 +170,7 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         if value is not None:
             plain[name] = value
     item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
+    item.update(_due_attributes(record))
     item.update(_key(record.repository, record.digest))
     return item
 
@@ -159,7 +203,8 @@ def _size(record: ImageRecord) -> int:
 
 
 def _from_item(item: dict[str, Any]) -> ImageRecord:
-    plain = {k: _DESERIALIZER.deserialize(v) for k, v in item.items() if k not in ("pk", "sk")}
+    plain = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()
+             if k not in ("pk", "sk", "due_shard", "due_at")}
     return ImageRecord(
         repository=plain["repository"],
         digest=plain["digest"],
@@ -376,3 +421,79 @@ class VerdictStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def due_records(self, *, due_by: str, pending_since: str) -> Iterator[ImageRecord]:
+        """Current verdicts due now, from DueIndex: review_at at or before ``due_by``, or
+        still PENDING and created at or before ``pending_since``. Two Queries per shard, each
+        reading only due items (the records carry repository, digest and state only)."""
+        for shard in range(DUE_SHARDS):
+            for prefix, until in ((_PENDING_DUE, pending_since), (_REVIEW_DUE, due_by)):
+                yield from self._query_due(shard, prefix, until)
+
+    def _query_due(self, shard: int, prefix: str, until: str) -> Iterator[ImageRecord]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :shard AND due_at BETWEEN :from AND :until",
+            "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":from": {"S": prefix},
+                                          ":until": {"S": prefix + until}},
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def due_index_backfilled(self) -> bool:
+        """Whether every item written before DueIndex existed has been given its attributes."""
+        # A Query of the marker's key (the sweeper may Query the table, not GetItem)
+        response = self._ddb.query(
+            TableName=self._table, KeyConditionExpression="pk = :pk AND sk = :sk",
+            ExpressionAttributeValues={":pk": _BACKFILL_MARKER["pk"],
+                                       ":sk": _BACKFILL_MARKER["sk"]},
+            ConsistentRead=True)
+        return bool(response.get("Items"))
+
+    def backfill_due_index(self) -> int:
+        """Give DueIndex's attributes to the current verdicts written before it existed (one
+        Scan, once per table: the marker item records that it is done). Each update is
+        conditional on the revision scanned: a record written meanwhile already carries its
+        own. Interrupted, it is simply done again. Returns how many items were updated."""
+        if self.due_index_backfilled():
+            return 0
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :verdict AND attribute_not_exists(due_at)",
+            "ExpressionAttributeValues": {":verdict": {"S": "VERDICT"}},
+        }
+        updated = 0
+        while True:
+            page = self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                updated += self._add_due_attributes(_from_item(item))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        self._ddb.update_item(TableName=self._table, Key=_BACKFILL_MARKER,
+                              UpdateExpression="SET due_backfilled = :done",
+                              ExpressionAttributeValues={":done": {"BOOL": True}})
+        return updated
+
+    def _add_due_attributes(self, record: ImageRecord) -> int:
+        attributes = _due_attributes(record)
+        if not attributes:
+            return 0
+        try:
+            self._ddb.update_item(
+                TableName=self._table, Key=_key(record.repository, record.digest),
+                UpdateExpression="SET due_shard = :shard, due_at = :due",
+                ConditionExpression="revision = :revision",
+                ExpressionAttributeValues={":shard": attributes["due_shard"],
+                                           ":due": attributes["due_at"],
+                                           ":revision": {"N": str(record.revision)}})
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return 0
+        return 1

@@ -19,7 +19,7 @@ def due(store: VerdictStore, now: datetime, scan_timeout: timedelta
     """Verdicts whose exception expired or grace period ended; images waiting too long for a
     scan."""
     since = (now - scan_timeout).isoformat()
-    for record in store.records(due_by=now.isoformat(), pending_since=since):
+    for record in store.due_records(due_by=now.isoformat(), pending_since=since):
         trigger = Trigger.SCAN_TIMEOUT if not record.judged else Trigger.EXPIRY
         yield reevaluation_request(record.repository, record.digest, trigger)
 
@@ -32,6 +32,11 @@ def everything(store: VerdictStore) -> Iterator[dict[str, str]]:
 
 def sweep(store: VerdictStore, queue: ReevaluationQueue, now: datetime,
           scan_timeout: timedelta) -> int:
+    """Queue a re-evaluation of every due image. The first sweep on a table written before
+    DueIndex existed backfills the index first (once; see VerdictStore.backfill_due_index)."""
+    backfilled = store.backfill_due_index()
+    if backfilled:
+        logger.info("due index backfilled", count=backfilled)
     sent = queue.send(due(store, now, scan_timeout))
     logger.info("sweep queued re-evaluations", count=sent)
     return sent
