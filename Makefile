@@ -23,7 +23,7 @@ DEMO_ARGS   ?=
 # make sandbox SANDBOX_PORT=5000: the moto server's port on 127.0.0.1 (0: a free one).
 SANDBOX_PORT ?= 0
 
-.PHONY: help install demo sandbox test lint fmt validate build bench clean
+.PHONY: help install demo sandbox test test-nightly lint fmt validate build bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV)  ## lint (r
 	PYTHONPATH=$(SOURCES) $(VENV)/bin/lint-imports --no-cache --no-logo
 	PYTHONPATH=layers/gatekeeper:. $(DOMAIN_VENV)/bin/python -m pytest -q tests/unit
 	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$(CURDIR)/$(TOOLS)/checkov/bin:$$PATH" $(PY) -m pytest
+
+test-nightly: $(VENV)/.installed  ## the adversarial suite at full size: 1,000 examples per property, 300 race rounds
+	GATEKEEPER_PROPERTY_EXAMPLES=1000 GATEKEEPER_RACE_ROUNDS=300 $(PY) -m pytest tests/adversarial
 
 lint: $(VENV)/.installed  ## ruff only
 	$(PY) -m ruff check .
