@@ -36,7 +36,6 @@ import os
 import ssl
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,9 +132,6 @@ def _measure(runs: int, folder: Path) -> dict[str, Any]:
     certificates = make_certificates(folder)
     webhook_server = WebhookServer(AdmissionWebhook(gate), str(certificates.cert),
                                    str(certificates.key), host="127.0.0.1", port=0)
-    serving = threading.Thread(target=webhook_server.serve_forever,
-                               kwargs={"poll_interval": 0.05}, daemon=True)
-    serving.start()
     review = json.loads(REVIEW.read_text())
     spec = review["request"]["object"]["spec"]["template"]["spec"]
     for container, image in zip([*spec["initContainers"], *spec["containers"]], images,
@@ -155,22 +151,20 @@ def _measure(runs: int, folder: Path) -> dict[str, Any]:
 
     steps: dict[str, Callable[[], None]] = {"getitem": getitem, "verify": verify,
                                             "ecs_hook": ecs_hook, "webhook": webhook}
-    try:
-        for step in steps.values():  # warm-up: clients, connections, the TLS session
-            step()
-        samples: dict[str, list[float]] = {name: [] for name in steps}
-        for run in range(runs):
-            names = list(steps)
-            shift = run % len(names)  # each takes every place in the order in turn
-            for name in names[shift:] + names[:shift]:
-                began = time.perf_counter()
-                steps[name]()
-                samples[name].append((time.perf_counter() - began) * 1e3)
-    finally:
-        connection.close()
-        webhook_server.shutdown()
-        webhook_server.server_close()
-        serving.join(5)
+    with webhook_server.running():
+        try:
+            for step in steps.values():  # warm-up: clients, connections, the TLS session
+                step()
+            samples: dict[str, list[float]] = {name: [] for name in steps}
+            for run in range(runs):
+                names = list(steps)
+                shift = run % len(names)  # each takes every place in the order in turn
+                for name in names[shift:] + names[:shift]:
+                    began = time.perf_counter()
+                    steps[name]()
+                    samples[name].append((time.perf_counter() - began) * 1e3)
+        finally:
+            connection.close()
     return {"runs": runs, "samples": samples}
 
 

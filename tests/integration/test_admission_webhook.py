@@ -90,16 +90,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     webhook = AdmissionWebhook(gate, deadline=DEADLINE, exempt_namespaces={"ops"})
     server = WebhookServer(webhook, str(certificates.cert), str(certificates.key),
                            host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield Webhook(server, certificates, gate)
-    finally:
-        gate.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with server.running():
+        try:
+            yield Webhook(server, certificates, gate)
+        finally:
+            gate.release.set()  # a gate call still waiting ends before the server stops
 
 
 @pytest.fixture

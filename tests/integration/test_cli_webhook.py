@@ -164,10 +164,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(certificates: Certifi
                                                            tmp_path: Path) -> None:
     # Given a running server, and its certificate renewed in place by another CA
     server = build_server(build_parser().parse_args(serve_args(certificates)), AllowAll())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with server.running():
         (tmp_path / "renewed").mkdir()
         renewed = make_certificates(tmp_path / "renewed")
         for source, target in ((renewed.cert, certificates.cert),
@@ -185,7 +182,3 @@ def test_a_renewed_certificate_is_served_without_a_restart(certificates: Certifi
         # Then the server presents the renewed certificate
         assert connection.getresponse().status == 200
         connection.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -13,7 +13,6 @@ import functools
 import http.client
 import json
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -168,15 +167,8 @@ def cluster(world: World, tmp_path: Path) -> Iterator[Cluster]:
     webhook = AdmissionWebhook(runtime.verdict_gate(), deadline=5.0, exempt_namespaces=set())
     server = WebhookServer(webhook, str(certificates.cert), str(certificates.key),
                            host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with server.running():
         yield Cluster(server, certificates.ca)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_the_webhook_admits_approved_and_denies_quarantined_and_tampered(

@@ -28,8 +28,9 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -274,3 +275,17 @@ class WebhookServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.webhook.close()
+
+    @contextmanager
+    def running(self, poll_interval: float = 0.05) -> Iterator[WebhookServer]:
+        """Serve from a background thread for the ``with`` block, then stop and close (the
+        tests, the benchmark); ``gatekeeper webhook serve`` serves in its own thread."""
+        thread = threading.Thread(target=self.serve_forever,
+                                  kwargs={"poll_interval": poll_interval}, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.shutdown()
+            self.server_close()
+            thread.join(5)

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import Config, ConfigError
+from gatekeeper.domain.images import DIGEST, ECR_HOST, TAG
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.observability import logger
 from gatekeeper.runtime import BOTO_CONFIG  # as the functions' clients
@@ -261,10 +262,8 @@ def one_line_text(text: str | None) -> str:
 
 # --- image references -----------------------------------------------------------------------
 
-_REGISTRY = re.compile(r"\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/")
+_REGISTRY = re.compile(ECR_HOST.pattern + "/")
 _REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")
 
 IMAGE_HELP = "REPO[:TAG] or REPO@DIGEST (a registry host in front is ignored; no tag means latest)"
 
@@ -288,11 +287,11 @@ def parse_reference(text: str) -> ImageReference:
     digest = tag = None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
-        if not _DIGEST.fullmatch(digest):
+        if not DIGEST.fullmatch(digest):
             raise OperatorError(f"{text}: {digest!r} is not an image digest (sha256:<64 hex>)")
     if ":" in rest:
         rest, tag = rest.rsplit(":", 1)
-        if not _TAG.fullmatch(tag):
+        if not TAG.fullmatch(tag):
             raise OperatorError(f"{text}: {tag!r} is not an image tag")
     if not (2 <= len(rest) <= 256) or not _REPOSITORY.fullmatch(rest):
         raise OperatorError(f"{text}: {rest!r} is not a repository name")

@@ -12,12 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ECR_HOST = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
-                       r"\.amazonaws\.com(?:\.cn)?")
+# The parts every reader of an image name shares (this module, the verdict API's paths, the
+# operator CLI's references): an Amazon ECR private registry host, tags, content digests.
+ECR_HOST = re.compile(r"(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
+                      r"\.amazonaws\.com(?:\.cn)?")
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+# Amazon ECR's repository names: lowercase components, one separator between characters.
+ECR_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+# Any registry's (the distribution reference's) repository names.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 MAX_NAME = 4096
 
 
@@ -35,12 +40,12 @@ class ImageName:
     @property
     def ecr_account(self) -> str | None:
         """The AWS account of an Amazon ECR private registry host, else None."""
-        match = _ECR_HOST.fullmatch(self.registry or "")
+        match = ECR_HOST.fullmatch(self.registry or "")
         return match["account"] if match else None
 
     @property
     def ecr_region(self) -> str | None:
-        match = _ECR_HOST.fullmatch(self.registry or "")
+        match = ECR_HOST.fullmatch(self.registry or "")
         return match["region"] if match else None
 
     @property
@@ -69,7 +74,7 @@ def parse_image(text: object) -> ImageName:
     digest = None
     if "@" in name:
         name, digest = name.split("@", 1)
-        if not _DIGEST.fullmatch(digest):
+        if not DIGEST.fullmatch(digest):
             raise ImageNameError(f"{text!r}: {digest[:80]!r} is not a digest (sha256:<64 hex>)")
     registry = None
     first, slash, rest = name.partition("/")
@@ -78,7 +83,7 @@ def parse_image(text: object) -> ImageName:
     tag = None
     if ":" in name:
         name, tag = name.rsplit(":", 1)
-        if not _TAG.fullmatch(tag):
+        if not TAG.fullmatch(tag):
             raise ImageNameError(f"{text!r}: {tag[:80]!r} is not a tag")
     if not name or len(name) > 256 or not _REPOSITORY.fullmatch(name):
         raise ImageNameError(f"{text!r}: {name[:80]!r} is not a repository name")

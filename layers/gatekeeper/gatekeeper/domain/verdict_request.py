@@ -10,19 +10,15 @@ input raises anything else. Pure: no AWS, no I/O.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote
+
+from gatekeeper.domain.images import DIGEST, ECR_REPOSITORY, TAG
 
 PREFIX = "/v1/verdicts/"
 READ_METHODS = ("GET", "HEAD")
 MAX_PATH = 1024  # far above the longest valid path (256 + 1 + 71 + the prefix)
 
-# Amazon ECR's repository names (2 to 256 characters, lowercase components separated by
-# slashes), the distribution reference's tags, and content digests.
-_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 USAGE = "expected /v1/verdicts/REPOSITORY@sha256:DIGEST or /v1/verdicts/REPOSITORY:TAG"
 
 
@@ -75,7 +71,7 @@ def parse_reference(text: str) -> VerdictRequest:
     """``REPOSITORY@DIGEST`` or ``REPOSITORY:TAG`` (both required: no default tag here)."""
     if "@" in text:
         repository, _, digest = text.partition("@")
-        if not _DIGEST.fullmatch(digest):
+        if not DIGEST.fullmatch(digest):
             raise RequestError(400, "bad-reference",
                                f"{_shown(digest)} is not an image digest (sha256:<64 hex>)")
         return VerdictRequest(_repository(repository), digest=digest)
@@ -83,13 +79,13 @@ def parse_reference(text: str) -> VerdictRequest:
     if not colon:
         raise RequestError(400, "bad-reference",
                            f"{_shown(text)} names no tag nor digest; {USAGE}")
-    if not _TAG.fullmatch(tag):
+    if not TAG.fullmatch(tag):
         raise RequestError(400, "bad-reference", f"{_shown(tag)} is not an image tag")
     return VerdictRequest(_repository(repository), tag=tag)
 
 
 def _repository(name: str) -> str:
-    if not 2 <= len(name) <= 256 or not _REPOSITORY.fullmatch(name):
+    if not 2 <= len(name) <= 256 or not ECR_REPOSITORY.fullmatch(name):
         raise RequestError(400, "bad-reference",
                            f"{_shown(name)} is not a repository name (2 to 256 of a-z 0-9 "
                            "._- in components separated by /)")
