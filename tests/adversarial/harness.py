@@ -27,7 +27,7 @@ from gatekeeper.domain.events import parse_event
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.verdict import Outcome
 from gatekeeper.runtime import build
-from tests.support import ACCOUNT, REGION, World, push_event
+from tests.support import ACCOUNT, REGION, World, push_event, signing_key
 
 PENDING = "PENDING"
 _DESERIALIZER = TypeDeserializer()
@@ -272,8 +272,8 @@ def start_server(ecr_latency: tuple[float, float] = (0.0, 0.0)) -> ServerHandle:
 
 
 def deploy(session: boto3.session.Session, markers: MarkerScheme | None = None) -> World:
-    """The gatekeeper's table, topic, versioned policy bucket and an SQS subscriber, created
-    through ``session`` (the same resources as tests.support.make_world)."""
+    """The gatekeeper's table, topic, versioned policy bucket, signing key and an SQS
+    subscriber, created through ``session`` (the same resources as tests.support.make_world)."""
     session.client("dynamodb").create_table(
         TableName="verdicts",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
@@ -294,7 +294,7 @@ def deploy(session: boto3.session.Session, markers: MarkerScheme | None = None) 
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     config = Config(table_name="verdicts", topic_arn=topic, policy_bucket="gatekeeper-policy",
                     policy_key="policy.yaml", markers=markers or MarkerScheme(),
-                    policy_cache_seconds=0)
+                    policy_cache_seconds=0, signing_key_arn=signing_key(session))
     return World(config=config, queue_url=queue_url, session=session)
 
 

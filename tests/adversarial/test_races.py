@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from gatekeeper.config import GateConfig
 from gatekeeper.domain.events import (
     Trigger,
     parse_event,
@@ -51,6 +52,7 @@ from gatekeeper.domain.events import (
 )
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.verdict import Outcome
+from gatekeeper.runtime import build_gate
 from tests.adversarial.harness import (
     Delivery,
     MotoServer,
@@ -229,6 +231,8 @@ def test_concurrent_containers_converge_on_one_marker_and_one_truth(
     # Given the gatekeeper deployed in the moto server, four images with seeded findings,
     # and a fleet of containers, each on its own session; half cache the policy for 60 s
     world = remote_world
+    gate = build_gate(GateConfig.for_key(world.config.table_name,
+                                         str(world.config.signing_key_arn)), world.session)
     scheme = world.config.markers
     pool = images(world, moto_server)
     everything = {(i.repository, i.digest) for i in pool}
@@ -284,6 +288,14 @@ def test_concurrent_containers_converge_on_one_marker_and_one_truth(
         elif Outcome(state).approved != newest_approves:
             problems.append(f"stored {state}, but the newest policy ({policy[0]}) "
                             f"{'approves' if newest_approves else 'quarantines'}")
+        else:
+            # and what a deploy gate reads agrees: the signed verdict on the record is the
+            # stored one (an approval passes, anything else is refused)
+            decision = gate.check_digest(image.repository, image.digest)
+            if decision.allowed != Outcome(state).approved:
+                problems.append(f"stored {state}, but the verdict gate "
+                                f"{'allows' if decision.allowed else 'refuses'} it: "
+                                f"{decision.reason}")
         tally.failures += [f"{label}: {p}" for p in problems]
 
     elapsed = time.monotonic() - started
