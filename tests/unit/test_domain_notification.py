@@ -57,6 +57,25 @@ def test_subject_is_truncated_to_100_characters_with_an_ellipsis() -> None:
     assert subject.startswith("[QUARANTINED] team-a/xxx")
 
 
+def test_an_image_whose_account_is_unknown_has_no_account_attributes_nor_line() -> None:
+    # Given an image named without its account and Region (a tool that does not know them)
+    image = ImageRef("team-a/web", DIGEST, ("v1",))
+    # When its verdict is announced
+    notice = notify(image)
+    # Then no account or region attribute is invented, and the text has no account line
+    assert "account" not in notice.attributes and "region" not in notice.attributes
+    assert "Account:" not in notice.message
+
+
+def test_the_account_and_region_are_attributes_and_a_line_of_the_text() -> None:
+    image = ImageRef("team-a/web", DIGEST, ("v1",), "111111111111", "eu-west-1")
+    notice = notify(image)
+    assert (notice.attributes["account"], notice.attributes["region"]) == (
+        "111111111111", "eu-west-1")
+    assert "Account:      111111111111 (eu-west-1)" in notice.message.splitlines()
+    assert notice.document["image"]["account"] == "111111111111"
+
+
 def test_subject_replaces_non_ascii_and_control_characters() -> None:
     image = ImageRef("team-a/web", DIGEST, ("caf\u00e9-\U0001f680\n\tv1",))
     assert notify(image).subject == "[QUARANTINED] team-a/web:caf?-???v1"
@@ -83,6 +102,8 @@ def test_attributes_carry_verdict_repository_severity_and_previous_verdict() -> 
         "scan_status": "COMPLETE",
         "trigger": "basic-scan",
         "mode": "enforce",
+        "account": "123456789012",
+        "region": "us-east-1",
     }
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gatekeeper.domain.markers import MarkerScheme
+from gatekeeper.domain.scope import REGION, Scope, scope_of
 
 SECRET_ENV = "GATEKEEPER_SLACK_SECRET_ARN"  # noqa: S105 - the name of a variable holding an ARN
 
@@ -89,6 +90,18 @@ class Config:
     lease_wait_seconds: int = 20
     history_retention_days: int | None = None  # history items expire (DynamoDB TTL) after it
     signing_key_arn: str | None = None  # every verdict change is signed with it (None: not)
+    # Where the stack runs (its home scope); None: unknown (every image is then its own).
+    account_id: str | None = None
+    region: str | None = None
+    # Organization mode (a hub): the organization whose member accounts' images it judges,
+    # through each account's spoke role ``<spoke_role_name>-<Region>``.
+    organization_id: str | None = None
+    spoke_role_name: str = "ecr-scan-gatekeeper-spoke"
+    operator_topic_arn: str | None = None  # operator alerts (a spoke role unavailable)
+
+    @property
+    def home_scope(self) -> Scope | None:
+        return scope_of(self.account_id, self.region)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -109,6 +122,7 @@ class Config:
             lease_wait_seconds=read.integer("GATEKEEPER_LEASE_WAIT_SECONDS", 20, 0, 900),
             history_retention_days=shared.history_retention_days,
             signing_key_arn=read.key_arn(required=False),
+            **read.organization(),
         )
         read.check()
         return config
@@ -320,6 +334,34 @@ class _Reader:
             self.problems.append(f"{name} must be {_QUEUE}, not {_shown(url)} (http:// is "
                                  "only for an emulator named by AWS_ENDPOINT_URL)")
         return url
+
+    def organization(self) -> dict[str, str | None]:
+        """The stack's home scope and organization mode (the judging functions')."""
+        account = self._get("GATEKEEPER_ACCOUNT_ID")
+        if account is not None and not re.fullmatch(r"[0-9]{12}", account):
+            self.problems.append(f"GATEKEEPER_ACCOUNT_ID must be a 12-digit account id, not "
+                                 f"{_shown(account)}")
+            account = None
+        region = self._get("AWS_REGION") or self._get("AWS_DEFAULT_REGION")
+        if region is not None and not REGION.fullmatch(region):
+            self.problems.append(f"AWS_REGION must be a Region name, not {_shown(region)}")
+            region = None
+        organization = self._get("GATEKEEPER_ORGANIZATION_ID")
+        if organization is not None:
+            if not re.fullmatch(r"o-[a-z0-9]{10,32}", organization):
+                self.problems.append("GATEKEEPER_ORGANIZATION_ID must be an organization id "
+                                     f"(o-...), not {_shown(organization)}")
+            if account is None or region is None:
+                self.problems.append("GATEKEEPER_ORGANIZATION_ID needs GATEKEEPER_ACCOUNT_ID "
+                                     "and AWS_REGION: the hub must know its own account")
+        role = self.text("GATEKEEPER_SPOKE_ROLE_NAME", "an IAM role name prefix",
+                         r"[A-Za-z0-9+=,.@_-]{1,50}", default="ecr-scan-gatekeeper-spoke")
+        operator = self._get("GATEKEEPER_OPERATOR_TOPIC_ARN")
+        if operator is not None and not re.fullmatch(_TOPIC_ARN, operator):
+            self.problems.append(f"GATEKEEPER_OPERATOR_TOPIC_ARN must be {_TOPIC}, not "
+                                 f"{_shown(operator)}")
+        return {"account_id": account, "region": region, "organization_id": organization,
+                "spoke_role_name": role, "operator_topic_arn": operator}
 
     def markers(self) -> MarkerScheme:
         names = ("GATEKEEPER_APPROVED_TAG", "GATEKEEPER_QUARANTINED_TAG")

@@ -37,6 +37,7 @@ from gatekeeper.service import Gatekeeper, sweep
 if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
+    from gatekeeper.service.hub import Hub
     from gatekeeper.service.slack import SlackNotifier
     from gatekeeper.service.verdict_api import VerdictApi
 
@@ -74,6 +75,7 @@ _RESULT_METRICS = {
     "image-gone": "ImagesGone",
     "stale": "EventsStale",
     "ignored": "EventsIgnored",
+    "deferred": "EventsDeferred",
 }
 
 
@@ -89,7 +91,10 @@ def _count(name: str) -> None:
 
 
 def handle_event(event: Any, accept: Collection[Kind],
-                 gatekeeper: Callable[[], Gatekeeper]) -> dict[str, Any]:
+                 gatekeeper: Callable[[], Gatekeeper],
+                 hub: Callable[[], Hub] | None = None) -> dict[str, Any]:
+    """One EventBridge event, judged by the gatekeeper of its image's account and Region
+    (``hub``; without one, ``gatekeeper`` judges every image)."""
     try:
         parsed = parse_event(event)
     except MalformedEvent as err:
@@ -105,9 +110,10 @@ def handle_event(event: Any, accept: Collection[Kind],
         _count("EventsIgnored")
         return {"status": "ignored", "reason": reason}
 
-    logger.append_keys(repository=parsed.repository, digest=parsed.digest, kind=str(parsed.kind))
+    logger.append_keys(repository=parsed.repository, digest=parsed.digest, kind=str(parsed.kind),
+                       account=parsed.account, region=parsed.region)
     try:
-        result = gatekeeper().handle(parsed)
+        result = (hub or _single(gatekeeper))().handle(parsed)
     except Exception:
         logger.exception("event failed; Lambda retries it, then it goes to the dead-letter queue")
         _count("EventsFailed")
@@ -125,14 +131,22 @@ def _record_metrics(result: Any) -> None:
         _count(_RESULT_METRICS.get(result.status, "EventsIgnored"))
 
 
-def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, Any]:
+def _single(gatekeeper: Callable[[], Gatekeeper]) -> Callable[[], Hub]:
+    """A hub of one gatekeeper that judges every image (replays, tools)."""
+    from gatekeeper.service.hub import Hub
+
+    return lambda: Hub(gatekeeper)
+
+
+def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper],
+                 hub: Callable[[], Hub] | None = None) -> dict[str, Any]:
     """An SQS batch of re-evaluation requests and Inspector2 Finding events.
 
     Messages about the same image are judged once (the queue's batching window is the
     debounce). A failed image reports its messages as failed, so SQS re-delivers only those
     and, after the redrive limit, moves them to the dead-letter queue.
     """
-    by_image: dict[tuple[str, str], tuple[ImageEvent, list[str]]] = {}
+    by_image: dict[tuple[Any, str, str], tuple[ImageEvent, list[str]]] = {}
     failures: list[str] = []
     for record in event.get("Records") or ():
         message_id = record.get("messageId", "?")
@@ -148,7 +162,7 @@ def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, 
             logger.info("message ignored", message_id=message_id, reason=parsed.reason)
             _count("EventsIgnored")
             continue
-        key = (parsed.repository, parsed.digest)
+        key = (parsed.scope, parsed.repository, parsed.digest)
         first, ids = by_image.get(key, (parsed, []))
         by_image[key] = (first, [*ids, message_id])
 
@@ -157,12 +171,14 @@ def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper]) -> dict[str, 
         # the container may hold the previous version for its cache period: read it now
         policy = gatekeeper().policies.refresh()
         logger.info("policy re-read for a new version", policy_version=policy.version)
-    for (repository, digest), (image_event, ids) in by_image.items():
+    judge = (hub or _single(gatekeeper))()
+    for (_, repository, digest), (image_event, ids) in by_image.items():
         try:
-            result = gatekeeper().handle(image_event)
+            result = judge.handle(image_event)
         except Exception:
             logger.exception("re-evaluation failed; SQS will retry it", repository=repository,
-                             digest=digest, trigger=image_event.trigger)
+                             digest=digest, trigger=image_event.trigger,
+                             account=image_event.account, region=image_event.region)
             _count("EventsFailed")
             failures.extend(ids)
             continue
@@ -315,17 +331,17 @@ def _shown(value: object) -> object:
 
 def on_push(event: Any) -> dict[str, Any]:
     """ECR push: judge the image if it was already scanned, else record it as pending."""
-    return handle_event(event, accept=PUSH_KINDS, gatekeeper=runtime.gatekeeper)
+    return handle_event(event, accept=PUSH_KINDS, gatekeeper=runtime.gatekeeper, hub=runtime.hub)
 
 
 def on_scan(event: Any) -> dict[str, Any]:
     """ECR basic scan and Inspector2 scan results: judge, tag and notify."""
-    return handle_event(event, accept=SCAN_KINDS, gatekeeper=runtime.gatekeeper)
+    return handle_event(event, accept=SCAN_KINDS, gatekeeper=runtime.gatekeeper, hub=runtime.hub)
 
 
 def on_reevaluate(event: Any) -> dict[str, Any]:
     """The re-evaluation queue's SQS batches."""
-    return handle_batch(event, gatekeeper=runtime.gatekeeper)
+    return handle_batch(event, gatekeeper=runtime.gatekeeper, hub=runtime.hub)
 
 
 def on_sweep(event: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 import boto3
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gatekeeper.domain.admission import Gate
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.gate import VerdictGate
+    from gatekeeper.service.hub import Hub
     from gatekeeper.service.slack import SlackNotifier
     from gatekeeper.service.verdict_api import VerdictApi
 
@@ -69,7 +70,35 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
         leases=Leases(store, config.lease_seconds, config.lease_wait_seconds),
         signer=(KmsSigner(session.client("kms", config=BOTO_CONFIG), config.signing_key_arn)
                 if config.signing_key_arn else None),
+        scope=config.home_scope,
     )
+
+
+def build_hub(config: Config, home: Callable[[], Gatekeeper],
+              session: boto3.session.Session | None = None) -> Hub:
+    """The stack's gatekeepers by account and Region: ``home`` for its own, and in
+    organization mode each member account's through its spoke role; deferrals go to the
+    re-evaluation queue, spoke alerts to the operator topic."""
+    from gatekeeper.adapters.spoke import SPOKE_BOTO_CONFIG, SpokeSessions
+    from gatekeeper.service.hub import Deferrals, Hub
+
+    session = session or boto3.session.Session()
+    spokes = None
+    if config.organization_id:
+        partition = session.get_partition_for_region(config.region or "us-east-1")
+        spokes = SpokeSessions(session.client("sts", config=SPOKE_BOTO_CONFIG),
+                               config.spoke_role_name, partition)
+    deferrals = None
+    if config.reevaluation_queue_url:
+        deferrals = Deferrals(
+            ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
+                              config.reevaluation_queue_url),
+            alerts=verdict_store(config, session),
+            operator=(SnsNotifier(session.client("sns", config=BOTO_CONFIG),
+                                  config.operator_topic_arn)
+                      if config.operator_topic_arn else None),
+            clock=lambda: now())
+    return Hub(home, config.home_scope, spokes, deferrals=deferrals)
 
 
 def build_gate(config: GateConfig, session: boto3.session.Session | None = None
@@ -99,6 +128,17 @@ def verdict_store(config: Config | SweeperConfig, session: boto3.session.Session
 def gatekeeper() -> Gatekeeper:
     """The container's Gatekeeper, from the environment the template sets."""
     return build(Config.from_env())
+
+
+def hub() -> Hub:
+    """The container's gatekeepers by account and Region, around :func:`gatekeeper` (built
+    again whenever that is)."""
+    return _hub_around(gatekeeper())
+
+
+@lru_cache(maxsize=1)
+def _hub_around(home: Gatekeeper) -> Hub:
+    return build_hub(Config.from_env(), home=lambda: home)
 
 
 @cache

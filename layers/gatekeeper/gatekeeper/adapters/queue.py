@@ -1,4 +1,5 @@
-"""Amazon SQS: the re-evaluation queue the sweeper fills and OnReevaluateFunction drains."""
+"""Amazon SQS: the re-evaluation queue the sweeper fills and OnReevaluateFunction drains (and
+where work on an account that is throttled or unreachable waits)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ class ReevaluationQueue:
             raise RuntimeError(f"SQS refused {len(failed)} re-evaluation request(s): "
                                f"{failed[0].get('Code')}: {failed[0].get('Message')}")
         return len(batch)
+
+    def defer(self, request: dict[str, Any], delay_seconds: int) -> None:
+        """Put one request back on the queue, delivered after ``delay_seconds`` (at most
+        900, SQS's limit)."""
+        self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(request, sort_keys=True),
+                               DelaySeconds=max(0, min(900, int(delay_seconds))))

@@ -1,6 +1,11 @@
 """DynamoDB: one item per image holding its current verdict and the state of its side effects.
 
-Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``; beside it one history item
+Item key: ``pk = IMAGE#<repository>@<digest>``, ``sk = VERDICT``, for an image of the stack's
+own account and Region (its *home* scope; every item of a single-account stack), and
+``pk = IMAGE#<account>:<region>:<repository>@<digest>`` for a member account's image judged
+by an organization's hub (``:`` is in no repository name, so the two never collide); such an
+item also carries ``account`` and ``region``, and an item without them is the home scope's, so
+a table written before organization mode needs no migration. Beside it one history item
 per verdict change, ``sk = H#<decided_at>#<revision>``, written in the same transaction and
 expiring (``expires_at``, DynamoDB TTL) after the retention the stack sets.
 Every write is conditional on the revision read before it (optimistic locking), so two
@@ -37,6 +42,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from gatekeeper.domain.scope import Scope, scope_of
 
 PENDING = "PENDING"
 _DIGEST = "DIGEST"
@@ -91,6 +98,13 @@ class ImageRecord:
     lease_until: float = 0.0  # epoch seconds; a lease past it may be taken over
     envelope: dict[str, Any] | None = None  # the verdict, signed (a DSSE envelope; see
     # gatekeeper.domain.attestation); None when the stack has no signing key
+    account: str | None = None  # the image's account and Region when it is not in the
+    region: str | None = None  # hub's own (None: the home scope, as every older item)
+
+    @property
+    def scope(self) -> Scope | None:
+        """The member account and Region the image lives in (None: the home scope)."""
+        return scope_of(self.account, self.region)
 
     def leased_by_other(self, owner: str, now: float) -> bool:
         """Another writer holds this image's lease and it has not expired."""
@@ -111,8 +125,13 @@ class ImageRecord:
         return self.judged and self.settled and not self.gone
 
 
-def _key(repository: str, digest: str) -> dict[str, Any]:
-    return {"pk": {"S": f"IMAGE#{repository}@{digest}"}, "sk": {"S": "VERDICT"}}
+def _pk(repository: str, digest: str, scope: Scope | None = None) -> dict[str, str]:
+    where = f"{scope.key}:" if scope is not None else ""
+    return {"S": f"IMAGE#{where}{repository}@{digest}"}
+
+
+def _key(repository: str, digest: str, scope: Scope | None = None) -> dict[str, Any]:
+    return {"pk": _pk(repository, digest, scope), "sk": {"S": "VERDICT"}}
 
 
 def due_at(record: ImageRecord) -> str | None:
@@ -165,13 +184,13 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         plain["lease_until"] = Decimal(str(round(record.lease_until, 3)))
     for name in ("marker", "highest_severity", "policy_version", "matched_rule", "scan_status",
                  "scan_completed_at", "decided_at", "trigger", "review_at", "created_at",
-                 "previous_state", "policy_order"):
+                 "previous_state", "policy_order", "account", "region"):
         value = getattr(record, name)
         if value is not None:
             plain[name] = value
     item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
     item.update(_due_attributes(record))
-    item.update(_key(record.repository, record.digest))
+    item.update(_key(record.repository, record.digest, record.scope))
     return item
 
 
@@ -234,6 +253,8 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         lease_owner=plain.get("lease_owner"),
         lease_until=float(plain.get("lease_until", 0)),
         envelope=plain.get("envelope"),
+        account=plain.get("account"),
+        region=plain.get("region"),
     )
 
 
@@ -252,14 +273,14 @@ class HistoryEntry:
     revision: int = 0
     envelope: dict[str, Any] | None = None  # the signed verdict, as on the record
 
-    def item(self, repository: str, digest: str, expires_at: int | None = None
-             ) -> dict[str, Any]:
+    def item(self, repository: str, digest: str, expires_at: int | None = None,
+             scope: Scope | None = None) -> dict[str, Any]:
         plain: dict[str, Any] = {k: v for k, v in self.__dict__.items() if v is not None}
         plain["reasons"] = [r[:MAX_REASON_CHARS] for r in self.reasons[:50]]
         if expires_at is not None:
             plain["expires_at"] = expires_at
         item = {name: _SERIALIZER.serialize(value) for name, value in plain.items()}
-        item["pk"] = {"S": f"IMAGE#{repository}@{digest}"}
+        item["pk"] = _pk(repository, digest, scope)
         item["sk"] = {"S": f"H#{self.decided_at}#{self.revision:08d}"}
         return item
 
@@ -276,11 +297,24 @@ class HistoryEntry:
 
 
 class VerdictStore:
+    """The verdict table, as one scope sees it: ``scope`` None is the home scope (a single
+    account's stack, the hub's own account and Region); :meth:`scoped` gives a member
+    account's view of the same table. Reads and writes of an image name it within the view's
+    scope; the sweeps' reads (``records``, ``due_records``) see every scope, each record
+    carrying its own."""
+
     def __init__(self, client: Any, table_name: str,
-                 history_retention: timedelta | None = None) -> None:
+                 history_retention: timedelta | None = None, scope: Scope | None = None) -> None:
         self._ddb = client
         self._table = table_name
         self._retention = history_retention
+        self.scope = scope
+
+    def scoped(self, scope: Scope | None) -> VerdictStore:
+        """The same table seen from ``scope`` (None: the home scope)."""
+        if scope == self.scope:
+            return self
+        return VerdictStore(self._ddb, self._table, self._retention, scope)
 
     def _expires_at(self, decided_at: str) -> int | None:
         """When a history item written at ``decided_at`` expires (TTL, epoch seconds)."""
@@ -294,7 +328,7 @@ class VerdictStore:
 
     def get(self, repository: str, digest: str) -> ImageRecord | None:
         response = self._ddb.get_item(
-            TableName=self._table, Key=_key(repository, digest), ConsistentRead=True
+            TableName=self._table, Key=_key(repository, digest, self.scope), ConsistentRead=True
         )
         item = response.get("Item")
         return _from_item(item) if item else None
@@ -303,7 +337,9 @@ class VerdictStore:
             history: HistoryEntry | None = None) -> ImageRecord:
         """Write ``record`` as the next revision (and ``history`` beside it, atomically);
         Conflict if the item moved on meanwhile. ``expected_revision`` None: must be new."""
-        new = bounded(replace(record, revision=(expected_revision or 0) + 1))
+        new = bounded(replace(record, revision=(expected_revision or 0) + 1,
+                              account=self.scope.account if self.scope else None,
+                              region=self.scope.region if self.scope else None))
         if expected_revision is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -320,7 +356,8 @@ class VerdictStore:
                     {"Put": {"TableName": self._table, "Item": _to_item(new), **condition}},
                     {"Put": {"TableName": self._table,
                              "Item": entry.item(record.repository, record.digest,
-                                                self._expires_at(entry.decided_at))}},
+                                                self._expires_at(entry.decided_at),
+                                                self.scope)}},
                 ])
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")
@@ -335,7 +372,7 @@ class VerdictStore:
     def link(self, repository: str, platform_digest: str, index_digest: str) -> None:
         """Remember that an image index references this platform image."""
         self._ddb.put_item(TableName=self._table, Item={
-            "pk": {"S": f"IMAGE#{repository}@{platform_digest}"},
+            "pk": _pk(repository, platform_digest, self.scope),
             "sk": {"S": f"INDEX#{index_digest}"}})
 
     def indexes(self, repository: str, digest: str) -> list[str]:
@@ -343,7 +380,7 @@ class VerdictStore:
         response = self._ddb.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :index)",
-            ExpressionAttributeValues={":pk": {"S": f"IMAGE#{repository}@{digest}"},
+            ExpressionAttributeValues={":pk": _pk(repository, digest, self.scope),
                                        ":index": {"S": "INDEX#"}})
         return [item["sk"]["S"].removeprefix("INDEX#") for item in response.get("Items", [])]
 
@@ -352,7 +389,7 @@ class VerdictStore:
         response = self._ddb.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :history)",
-            ExpressionAttributeValues={":pk": {"S": f"IMAGE#{repository}@{digest}"},
+            ExpressionAttributeValues={":pk": _pk(repository, digest, self.scope),
                                        ":history": {"S": "H#"}},
             ScanIndexForward=False,
             Limit=limit,
@@ -486,7 +523,7 @@ class VerdictStore:
             return 0
         try:
             self._ddb.update_item(
-                TableName=self._table, Key=_key(record.repository, record.digest),
+                TableName=self._table, Key=_key(record.repository, record.digest, record.scope),
                 UpdateExpression="SET due_shard = :shard, due_at = :due",
                 ConditionExpression="revision = :revision",
                 ExpressionAttributeValues={":shard": attributes["due_shard"],
@@ -497,3 +534,22 @@ class VerdictStore:
                 raise
             return 0
         return 1
+
+    def first_alert(self, subject: str, now: float, quiet_seconds: int) -> bool:
+        """Whether an alert about ``subject`` should go out now: True for the first caller
+        since the last alert's quiet period ended (a conditional write, so of many containers
+        failing at once exactly one alerts). Item ``pk = ALERT#<subject>``, ``sk = ALERT``,
+        expiring with its quiet period (TTL)."""
+        until = int(now) + quiet_seconds
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={"pk": {"S": f"ALERT#{subject}"}, "sk": {"S": "ALERT"},
+                      "quiet_until": {"N": str(until)}, "expires_at": {"N": str(until)}},
+                ConditionExpression="attribute_not_exists(pk) OR quiet_until < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}})
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True

@@ -12,13 +12,16 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from gatekeeper.domain.scope import Scope, ScopeError, scope_of
 
 # Patterns are used with fullmatch: "$" alone would accept a trailing newline.
 _DIGEST = re.compile(r"sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})")
 _REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
-_REPOSITORY_ARN = re.compile(r"arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<name>.+)")
+_REPOSITORY_ARN = re.compile(
+    r"arn:[a-z0-9-]+:ecr:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):repository/(?P<name>.+)")
 
 
 class Kind(enum.StrEnum):
@@ -38,6 +41,7 @@ class Trigger(enum.StrEnum):
     FORGERY = "forgery"  # a marker tag the gatekeeper did not write was pushed
     PLATFORM = "platform"  # a platform image of this image index changed verdict
     OPERATOR = "operator"  # gatekeeper reevaluate
+    DEFERRED = "deferred"  # an event put off because its account was throttled or unreachable
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,23 @@ class ImageEvent:
     region: str | None = None
     time: str | None = None
     trigger: str | None = None  # for REEVALUATE: a Trigger
+    attempt: int = 0  # times this image's event was put off (an account throttled or unreachable)
 
     @property
     def cause(self) -> str:
         return self.trigger or str(self.kind)
 
+    @property
+    def scope(self) -> Scope | None:
+        """The account and Region the image lives in, when the event names both."""
+        return scope_of(self.account, self.region)
+
 
 def reevaluation(repository: str, digest: str, trigger: Trigger,
-                 tags: tuple[str, ...] = ()) -> ImageEvent:
+                 tags: tuple[str, ...] = (), scope: Scope | None = None) -> ImageEvent:
     return ImageEvent(Kind.REEVALUATE, repository, digest, tags, event_id=f"reevaluate:{trigger}",
-                      trigger=str(trigger))
+                      trigger=str(trigger), account=scope.account if scope else None,
+                      region=scope.region if scope else None)
 
 
 @dataclass(frozen=True)
@@ -108,15 +119,23 @@ def parse_event(event: Any) -> ImageEvent | Ignored:
         status = detail.get("scan-status")
         if not isinstance(status, str) or not status:
             raise MalformedEvent("detail.scan-status must be a non-empty string")
+    # The image's own account and Region: an Inspector2 event names the repository by its
+    # ARN, which says them even where the event is delivered elsewhere (a delegated
+    # administrator's bus); otherwise the account and Region the event came from.
+    raw_repository = detail.get("repository-name")
+    arn = _REPOSITORY_ARN.fullmatch(raw_repository) if isinstance(raw_repository, str) else None
+    account = arn["account"] if arn else _str(event.get("account"))
+    region = arn["region"] if arn else _str(event.get("region"))
+    _check_scope(account, region)
     return ImageEvent(
         kind=kind,
-        repository=_repository(detail.get("repository-name"), kind),
+        repository=_repository(raw_repository, kind),
         digest=_digest(detail.get("image-digest")),
         tags=tags,
         event_id=_str(event.get("id")) or "unknown",
         scan_status=status,
-        account=_str(event.get("account")),
-        region=_str(event.get("region")),
+        account=account,
+        region=region,
         time=_str(event.get("time")),
     )
 
@@ -130,6 +149,15 @@ _KINDS = {
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _check_scope(account: str | None, region: str | None) -> Scope | None:
+    """Where the image lives: both or neither of account and Region, each well formed (an
+    image must never be judged, or marked, in an account it is not in)."""
+    try:
+        return scope_of(account, region)
+    except ScopeError as err:
+        raise MalformedEvent(f"the event's account or Region: {err}") from None
 
 
 def _digest(value: Any) -> str:
@@ -153,14 +181,21 @@ def _repository(value: Any, kind: Kind) -> str:
 # --- re-evaluation requests (the re-evaluation queue) ------------------------------------------
 
 _IMAGE_ARN = re.compile(
-    r"arn:[a-z0-9-]+:ecr:[a-z0-9-]+:\d{12}:repository/(?P<repository>.+)/(?P<digest>sha256:[0-9a-f]{64})")
+    r"arn:[a-z0-9-]+:ecr:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"repository/(?P<repository>.+)/(?P<digest>sha256:[0-9a-f]{64})")
 REQUEST_MARK = "gatekeeper.reevaluate/v1"
+MAX_ATTEMPT = 10_000
 
 
-def reevaluation_request(repository: str, digest: str, trigger: Trigger) -> dict[str, str]:
-    """The message the sweeper puts on the re-evaluation queue."""
-    return {"schema": REQUEST_MARK, "repository": repository, "digest": digest,
-            "trigger": str(trigger)}
+def reevaluation_request(repository: str, digest: str, trigger: Trigger,
+                         scope: Scope | None = None) -> dict[str, str]:
+    """The message the sweeper (and a deferred event) puts on the re-evaluation queue; an
+    image outside the hub's home scope carries its account and Region."""
+    request = {"schema": REQUEST_MARK, "repository": repository, "digest": digest,
+               "trigger": str(trigger)}
+    if scope is not None:
+        request.update(account=scope.account, region=scope.region)
+    return request
 
 
 def parse_reevaluation(message: Any) -> ImageEvent | Ignored:
@@ -171,8 +206,13 @@ def parse_reevaluation(message: Any) -> ImageEvent | Ignored:
         trigger = message.get("trigger")
         if trigger not in Trigger.__members__.values():
             raise MalformedEvent(f"unknown re-evaluation trigger {trigger!r:.50}")
-        return reevaluation(_repository(message.get("repository"), Kind.REEVALUATE),
-                            _digest(message.get("digest")), Trigger(trigger))
+        attempt = message.get("attempt", 0)
+        if type(attempt) is not int or not 0 <= attempt <= MAX_ATTEMPT:
+            raise MalformedEvent(f"re-evaluation attempt is not a count: {attempt!r:.50}")
+        event = reevaluation(_repository(message.get("repository"), Kind.REEVALUATE),
+                             _digest(message.get("digest")), Trigger(trigger),
+                             scope=_check_scope(message.get("account"), message.get("region")))
+        return replace(event, attempt=attempt) if attempt else event
     if (message.get("source"), message.get("detail-type")) != ("aws.inspector2",
                                                                 "Inspector2 Finding"):
         return Ignored("not an Inspector2 Finding event nor a re-evaluation request",
@@ -180,15 +220,16 @@ def parse_reevaluation(message: Any) -> ImageEvent | Ignored:
     for resource in message.get("resources") or ():
         match = _IMAGE_ARN.fullmatch(resource) if isinstance(resource, str) else None
         if match:
-            event = reevaluation(_repository(match.group("repository"), Kind.REEVALUATE),
-                                 _digest(match.group("digest")), Trigger.FINDING)
-            return event
+            return reevaluation(_repository(match.group("repository"), Kind.REEVALUATE),
+                                _digest(match.group("digest")), Trigger.FINDING,
+                                scope=_check_scope(match["account"], match["region"]))
     detail = message.get("detail")
     for resource in (detail.get("resources") if isinstance(detail, Mapping) else None) or ():
         details = resource.get("details") if isinstance(resource, Mapping) else None
         image = details.get("awsEcrContainerImage") if isinstance(details, Mapping) else None
         if isinstance(image, Mapping):
+            scope = _check_scope(_str(message.get("account")), _str(message.get("region")))
             return reevaluation(_repository(image.get("repositoryName"), Kind.REEVALUATE),
-                                _digest(image.get("imageHash")), Trigger.FINDING)
+                                _digest(image.get("imageHash")), Trigger.FINDING, scope=scope)
     return Ignored("Inspector2 Finding about something other than an ECR image",
                    "aws.inspector2", "Inspector2 Finding")

@@ -9,7 +9,9 @@ Published with ``MessageStructure=json``:
   JSON document, documented in the README; fields are only ever added within a version.
 
 Message attributes (``verdict``, ``repository``, ``highest_severity``, ``channel``, ``kind``,
-...) let subscription filter policies pick what each subscriber gets. The whole message stays
+``account``, ``region``, ...) let subscription filter policies pick what each subscriber gets
+(``account`` and ``region``: where the image lives, when known; an organization's hub
+judges many accounts). The whole message stays
 under SNS's 256 KB: long finding lists are shortened, and the document says by how many.
 """
 
@@ -100,6 +102,16 @@ def _envelope(kind: str, *, time: str, trigger: str, channel: str | None,
             "trigger": trigger, "channel": channel}
 
 
+def _where(image: ImageRef) -> dict[str, str]:
+    """The ``account`` and ``region`` attributes, when the image's are known."""
+    return {name: value for name, value in (("account", image.account),
+                                            ("region", image.region)) if value}
+
+
+def _where_lines(image: ImageRef) -> list[str]:
+    return [f"Account:      {image.account} ({image.region})"] if image.account else []
+
+
 def _image(image: ImageRef, tags: Sequence[str], marker: str | None) -> dict[str, Any]:
     return {"repository": image.repository, "digest": image.digest, "tags": list(tags),
             "marker": marker, "account": image.account, "region": image.region,
@@ -127,6 +139,7 @@ def verdict_notification(
         f"Image {verdict.outcome}: {image.repository}",
         "",
         f"Repository:   {image.repository}",
+        *_where_lines(image),
         f"Tags:         {shown_tags}",
         f"Digest:       {image.digest}",
         f"Verdict:      {verdict.outcome} ({change})",
@@ -153,6 +166,7 @@ def verdict_notification(
         "trigger": trigger,
         "mode": verdict.mode,
     }
+    attributes.update(_where(image))
     if channel:
         attributes["channel"] = channel
     if verdict_id:  # the same for every delivery of one verdict: subscribers drop duplicates
@@ -288,6 +302,7 @@ def forgery_notification(image: ImageRef, tag: str, *, removed: bool,
         f"Forged marker tag on {image.repository}",
         "",
         f"Repository:   {image.repository}",
+        *_where_lines(image),
         f"Digest:       {image.digest}",
         f"Tag pushed:   {tag}",
         f"Action:       {action}; the image is being re-evaluated",
@@ -306,6 +321,7 @@ def forgery_notification(image: ImageRef, tag: str, *, removed: bool,
         "repository": image.repository,
         "alert": "forged_marker",
         "trigger": "forgery",
+        **_where(image),
     }
     if channel:
         attributes["channel"] = channel

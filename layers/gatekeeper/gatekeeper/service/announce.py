@@ -8,6 +8,7 @@ from collections.abc import Callable
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.events import ImageEvent
 from gatekeeper.domain.policy import Notifications
+from gatekeeper.domain.scope import Scope
 from gatekeeper.domain.verdict import Verdict
 from gatekeeper.observability import logger
 from gatekeeper.render.notification import (
@@ -20,10 +21,18 @@ from gatekeeper.service.ports import Notifier, Store
 
 
 class Announcer:
-    def __init__(self, notifier: Notifier, store: Store, now: Callable[[], str]) -> None:
+    def __init__(self, notifier: Notifier, store: Store, now: Callable[[], str],
+                 scope: Scope | None = None) -> None:
         self.notifier = notifier
         self.store = store
         self.now = now
+        self.scope = scope  # where the images live, for events that do not say (re-evaluations)
+
+    def _image(self, event: ImageEvent, tags: tuple[str, ...]) -> ImageRef:
+        where = event.scope or self.scope
+        return ImageRef(event.repository, event.digest, tags,
+                        where.account if where else event.account,
+                        where.region if where else event.region)
 
     def verdict(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
                 previous: str | None, marker: str | None, tags: tuple[str, ...],
@@ -34,7 +43,7 @@ class Announcer:
         repo, digest = event.repository, event.digest
         trigger = trigger or event.cause
         channel = settings.channel_for(repo)
-        image = ImageRef(repo, digest, tags, event.account, event.region)
+        image = self._image(event, tags)
         verdict_id = f"{digest[7:19]}-{committed.verdict_id_revision}"
         time = committed.decided_at or self.now()
         if settings.digested(verdict.outcome):
@@ -59,5 +68,5 @@ class Announcer:
                        repository=repo, digest=digest, tag=tag, removed=removed,
                        recorded_verdict=verdict)
         self.notifier.publish(forgery_notification(
-            ImageRef(repo, digest, tags, event.account, event.region), tag, removed=removed,
+            self._image(event, tags), tag, removed=removed,
             verdict=verdict, time=self.now(), channel=settings.channel_for(repo)))

@@ -33,6 +33,7 @@ from gatekeeper.domain.events import ImageEvent, Kind, Trigger, reevaluation
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.policy import Notifications
 from gatekeeper.domain.reconcile import user_tags
+from gatekeeper.domain.scope import Scope
 from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.observability import logger
 from gatekeeper.service.announce import Announcer
@@ -57,6 +58,7 @@ class Gatekeeper:
         start_scans: bool = False,
         leases: Leases | None = None,
         signer: Signer | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.images = images
         self.store = store
@@ -67,9 +69,21 @@ class Gatekeeper:
         self.start_scans = start_scans
         self.leases = leases or Leases(store)
         self.signer = signer  # None: the stack has no signing key, verdicts go unsigned
+        self.scope = scope  # the account and Region of the images judged here (None: unknown)
         self.judge = Judge(images, store, policies, lambda: self.clock())
         self.enforcer = Enforcer(images, markers)
-        self.announcer = Announcer(notifier, store, self._now)
+        self.announcer = Announcer(notifier, store, self._now, scope)
+
+    def for_scope(self, scope: Scope, images: Images) -> Gatekeeper:
+        """The same gatekeeper (policy, signer, notifier, markers, lease timings) judging a
+        member account's images: its ECR is ``images`` (through the account's spoke role) and
+        its records are the table's items of that account and Region."""
+        store = self.store.scoped(scope)  # type: ignore[attr-defined]
+        return Gatekeeper(
+            images=images, store=store, notifier=self.notifier, policies=self.policies,
+            markers=self.markers, clock=self.clock, start_scans=self.start_scans,
+            leases=self.leases.on(store),
+            signer=self.signer, scope=scope)
 
     def handle(self, event: ImageEvent, _depth: int = 0) -> Result:
         owner = self.leases.new_owner()
@@ -110,7 +124,7 @@ class Gatekeeper:
                                   reason="marker no longer on the image; nothing to undo")
                 logger.warning("marker the gatekeeper did not write", repository=repo,
                                digest=digest, tags=list(forged))
-                event = reevaluation(repo, digest, Trigger.FORGERY, event.tags)
+                event = reevaluation(repo, digest, Trigger.FORGERY, event.tags, event.scope)
             elif record is not None and record.complete:
                 return self._retagged(event, record, owner)
 
@@ -339,7 +353,8 @@ class Gatekeeper:
         for index in self.store.indexes(event.repository, event.digest):
             logger.info("re-judging an image index after a platform image changed",
                         repository=event.repository, index=index, platform_image=event.digest)
-            self.handle(reevaluation(event.repository, index, Trigger.PLATFORM), depth + 1)
+            self.handle(reevaluation(event.repository, index, Trigger.PLATFORM,
+                                         scope=event.scope), depth + 1)
 
     def _remark_owners(self, event: ImageEvent, done: Reconciled, depth: int) -> None:
         """A marker naming another image was removed from this one: that image (if it still
@@ -352,7 +367,8 @@ class Gatekeeper:
                     continue
                 logger.warning("re-marking the image a moved marker belongs to",
                                repository=event.repository, digest=other, found_on=event.digest)
-                self.handle(reevaluation(event.repository, other, Trigger.FORGERY), depth + 1)
+                self.handle(reevaluation(event.repository, other, Trigger.FORGERY,
+                                             scope=event.scope), depth + 1)
 
     def _notifications(self) -> Notifications:
         """The policy's notification settings; the defaults if the policy cannot be read (an

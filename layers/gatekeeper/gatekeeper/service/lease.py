@@ -46,6 +46,10 @@ class Leases:
     def clock(self) -> float:
         return (self._clock or _wall)()
 
+    def on(self, store: Store) -> Leases:
+        """The same lease rules on another store (a member account's records)."""
+        return Leases(store, self.seconds, self.wait_seconds, self._clock, self.sleep)
+
     @staticmethod
     def new_owner() -> str:
         """A name for one invocation's hold on an image."""

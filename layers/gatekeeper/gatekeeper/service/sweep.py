@@ -21,13 +21,14 @@ def due(store: VerdictStore, now: datetime, scan_timeout: timedelta
     since = (now - scan_timeout).isoformat()
     for record in store.due_records(due_by=now.isoformat(), pending_since=since):
         trigger = Trigger.SCAN_TIMEOUT if not record.judged else Trigger.EXPIRY
-        yield reevaluation_request(record.repository, record.digest, trigger)
+        yield reevaluation_request(record.repository, record.digest, trigger, record.scope)
 
 
 def everything(store: VerdictStore) -> Iterator[dict[str, str]]:
     """Every judged image, for a new policy version."""
     for record in store.records(judged=True):
-        yield reevaluation_request(record.repository, record.digest, Trigger.POLICY)
+        yield reevaluation_request(record.repository, record.digest, Trigger.POLICY,
+                                   record.scope)
 
 
 def sweep(store: VerdictStore, queue: ReevaluationQueue, now: datetime,
