@@ -21,6 +21,7 @@ from gatekeeper.domain.events import (
     parse_reevaluation,
     reevaluation_request,
 )
+from gatekeeper.domain.scope import Scope
 from tests.domain_support import EVENTS, load_event
 
 DIGEST = "sha256:9b1a3f6c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
@@ -468,3 +469,86 @@ def test_a_sweeper_request_round_trips(trigger: Trigger) -> None:
 def test_an_unreadable_request_is_malformed(message: Any) -> None:
     with pytest.raises(MalformedEvent):
         parse_reevaluation(message)
+
+
+# --- where the image lives (account and Region) ------------------------------------------------
+
+def test_an_event_names_the_account_and_region_it_came_from() -> None:
+    event = load_event(PUSH)
+    event.update(account="111111111111", region="eu-west-1")
+    parsed = parse_event(event)
+    assert isinstance(parsed, ImageEvent)
+    assert parsed.scope == Scope("111111111111", "eu-west-1")
+
+
+def test_an_inspector_scan_names_the_image_s_account_by_its_repository_arn() -> None:
+    # Given Inspector's scan event as a delegated administrator receives it: the event's
+    # account is the administrator's, the repository ARN the member's
+    event = load_event("inspector2-scan")
+    event.update(account="999999999999", region="us-east-1")
+    event["detail"]["repository-name"] = (
+        "arn:aws:ecr:eu-west-1:111111111111:repository/team/app")
+    # When it is parsed
+    parsed = parse_event(event)
+    # Then the image is the member account's, in the ARN's Region
+    assert isinstance(parsed, ImageEvent)
+    assert parsed.scope == Scope("111111111111", "eu-west-1")
+    assert parsed.repository == "team/app"
+
+
+@pytest.mark.parametrize(("account", "region"), [
+    ("11111111111", "eu-west-1"), ("1111111111111", "eu-west-1"), ("abcdefghijkl", "us-east-1"),
+    ("111111111111", "EU-WEST-1"), ("111111111111", "eu-west-1\n"), ("111111111111", ""),
+    (111111111111, "eu-west-1"),
+])
+def test_a_malformed_account_or_region_is_malformed_never_another_account(
+        account: Any, region: str) -> None:
+    event = load_event(PUSH)
+    event.update(account=account, region=region)
+    if not isinstance(account, str):
+        # a non-string account is no account: the image is the stack's own... unless a
+        # Region is named without one, which names no scope either
+        parsed = parse_event(event)
+        assert isinstance(parsed, ImageEvent) and parsed.scope is None
+        return
+    with pytest.raises(MalformedEvent, match="account or Region"):
+        parse_event(event)
+
+
+def test_a_reevaluation_request_round_trips_its_scope_and_attempt() -> None:
+    scope = Scope("222222222222", "ap-southeast-2")
+    request = reevaluation_request("team/app", DIGEST, Trigger.DEFERRED, scope)
+    request["attempt"] = 7
+    parsed = parse_reevaluation(json.loads(json.dumps(request)))
+    assert isinstance(parsed, ImageEvent)
+    assert (parsed.scope, parsed.attempt, parsed.trigger) == (scope, 7, "deferred")
+
+
+@pytest.mark.parametrize("attempt", [-1, 10_001, "3", 2.5, True, None])
+def test_a_reevaluation_request_with_a_bad_attempt_is_malformed(attempt: Any) -> None:
+    request = reevaluation_request("team/app", DIGEST, Trigger.DEFERRED)
+    request["attempt"] = attempt
+    with pytest.raises(MalformedEvent, match="attempt"):
+        parse_reevaluation(request)
+
+
+def test_an_inspector_finding_names_the_image_s_account_by_its_arn() -> None:
+    message = json.loads((EVENTS / "inspector2-finding.json").read_text())
+    arn = next(r for r in message["resources"] if ":repository/" in r)
+    message["resources"] = [arn.replace(arn.split(":")[4], "333333333333", 1)]
+    parsed = parse_reevaluation(message)
+    assert isinstance(parsed, ImageEvent)
+    assert parsed.account == "333333333333"
+
+
+@given(account=st.text(max_size=20), region=st.text(max_size=20))
+def test_any_account_and_region_either_name_a_scope_or_are_refused(account: str,
+                                                                   region: str) -> None:
+    event = load_event(PUSH)
+    event.update(account=account, region=region)
+    try:
+        parsed = parse_event(event)
+    except MalformedEvent:
+        return
+    assert isinstance(parsed, ImageEvent)
+    assert parsed.scope == Scope(account, region)

@@ -43,6 +43,14 @@ _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOpera
 _MAX_MEMBERS = 1024  # member gatekeepers kept per container (each holds a few clients)
 
 
+def deferral_delay(attempt: int, *, unavailable: bool, jitter: float) -> int:
+    """Seconds an event put off ``attempt`` times before waits now: 15 minutes for an account
+    that cannot be reached; for throttling 30 s doubling up to 15 minutes. ``jitter`` in
+    [0, 1) takes up to a quarter off, so a burst's retries spread out."""
+    base = MAX_DELAY if unavailable else min(MAX_DELAY, THROTTLED_DELAY * 2 ** min(attempt, 5))
+    return max(1, int(base * (1 - 0.25 * jitter)))
+
+
 class Deferrals:
     """Where work on an unavailable account waits, and who hears about it."""
 
@@ -62,9 +70,7 @@ class Deferrals:
                          digest=event.digest, attempts=event.attempt, reason=str(err))
             raise err
         unavailable = isinstance(err, SpokeUnavailable)
-        delay = MAX_DELAY if unavailable else min(
-            MAX_DELAY, THROTTLED_DELAY * 2 ** min(event.attempt, 5))
-        delay = int(delay * (0.75 + 0.25 * self.jitter()))  # spread a burst's retries
+        delay = deferral_delay(event.attempt, unavailable=unavailable, jitter=self.jitter())
         request = reevaluation_request(event.repository, event.digest, Trigger.DEFERRED, scope)
         request["attempt"] = attempt
         self.queue.defer(request, delay)
