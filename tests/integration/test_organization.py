@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -272,6 +273,28 @@ def test_a_new_policy_re_evaluates_every_account_s_images_in_their_accounts(
     assert outcome["batchItemFailures"] == []
     for scope, digest in images.items():
         assert quarantined(digest) in org.tags(scope, "team/app", digest)
+
+
+def test_the_hourly_sweep_times_out_a_member_account_s_scan_in_that_account(
+        org: Org, context: Any) -> None:
+    # Given an image pushed in account B that never got a scan
+    digest = org.push(B_WEST, "team/app")
+    assert on_push(event_in(B_WEST, push_event("team/app", digest)), context)[
+        "status"] == "pending"
+
+    # When the hourly sweep runs past the scan timeout (reading DueIndex, which projects only
+    # the keys, repository, digest and state)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    queue = runtime.hub().deferrals.queue  # type: ignore[union-attr]
+    assert sweep.sweep(org.store(), queue, later, timedelta(minutes=60)) == 1
+
+    # Then the request names the member account and Region, and judging it happens there
+    [request] = org.queued()
+    assert (request["account"], request["region"], request["trigger"]) == (
+        B_WEST.account, B_WEST.region, "scan-timeout")
+    outcome = on_reevaluate(sqs_batch([request]), context)
+    assert outcome["results"][0]["status"] == "judged"
+    assert org.store().scoped(B_WEST).get("team/app", digest).judged  # type: ignore[union-attr]
 
 
 # --- an account that cannot be worked on ------------------------------------------------------

@@ -33,6 +33,7 @@ id>`` (a redelivery writes the same item again), deleted once the digest is publ
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,7 @@ DUE_SHARDS = 8
 _PENDING_DUE = "P#"
 _REVIEW_DUE = "R#"
 _BACKFILL_MARKER = {"pk": {"S": "SWEEP"}, "sk": {"S": "DUE_INDEX"}}
+_MEMBER_PK = re.compile(r"IMAGE#(?P<account>[0-9]{12}):(?P<region>[a-z0-9-]+):")
 
 
 class Conflict(Exception):
@@ -221,9 +223,18 @@ def _size(record: ImageRecord) -> int:
                           default=str))
 
 
+def _scope_of_key(item: dict[str, Any]) -> dict[str, str]:
+    """A member account's item names its account and Region in its key, which every index
+    projects (DueIndex projects no more than repository, digest and state)."""
+    match = _MEMBER_PK.match(item.get("pk", {}).get("S", ""))
+    return {"account": match["account"], "region": match["region"]} if match else {}
+
+
 def _from_item(item: dict[str, Any]) -> ImageRecord:
     plain = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()
              if k not in ("pk", "sk", "due_shard", "due_at")}
+    if "account" not in plain:
+        plain.update(_scope_of_key(item))
     return ImageRecord(
         repository=plain["repository"],
         digest=plain["digest"],
