@@ -135,6 +135,10 @@ NEAR_BY_KEY: dict[Any, list[Any]] = {
     "expires": ["31/01/2027", "2027-1-31", "tomorrow", 20270131, "", None],
     "repositories": [[], "team-a/*", [3], None, {}],
     "exceptions": [{}, "CVE-1", None],
+    "accounts": [[], "group:sandbox", ["sandbox"], [123456789012], ["1111"], ["1234567890123*"],
+                 ["group:no such"], None],
+    "sandbox": [[], ["group:x"], ["12345678901"], ["*1234567890123"], "1111*", None],
+    "account_groups": [[], {"no such": ["1111*"]}, {"sandbox": []}, None],
 }
 ANYTHING = st.recursive(
     NEAR | st.integers() | st.floats(allow_nan=False).filter(lambda x: not x.is_integer())
@@ -211,12 +215,15 @@ FULL = {
         "block_if_epss_at_least": 0.5,
         "mode": "enforce",
     },
+    "account_groups": {"sandbox": ["1111*", "????22223333", "123456789012"]},
     "repositories": [{"match": "sandbox/*", "on_scan_failure": "approve", "max_findings": {},
-                      "mode": "monitor"}],
+                      "mode": "monitor", "accounts": ["group:sandbox", "*3333"]}],
     "exceptions": [{"id": "CVE-2027-0001", "expires": "2027-01-31", "reason": "r", "owner": "o",
-                    "package": "openssl", "ticket": "SEC-42", "repositories": ["team-a/*"]}],
+                    "package": "openssl", "ticket": "SEC-42", "repositories": ["team-a/*"],
+                    "accounts": ["group:sandbox"]}],
     "notifications": {"digest": ["APPROVED"],
-                      "routes": [{"match": "team-a/*", "channel": "team-a"}]},
+                      "routes": [{"match": "team-a/*", "channel": "team-a",
+                                  "accounts": ["111122223333"]}]},
 }
 GENERIC_MISSES = [None, "x", 3, [], {}]
 

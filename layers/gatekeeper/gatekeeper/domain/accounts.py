@@ -15,7 +15,9 @@ of them. An unknown account (``None``: a single-account stack, or ``gatekeeper e
 without ``--account``) or a malformed one matches none, so a rule written for named accounts
 never applies to an account nobody named.
 
-Pure: no AWS packages. The grammar here is also the JSON Schema's (``policy.schema.json``).
+The JSON Schema (``policy.schema.json``) checks how ids, globs and group names are written;
+this module checks that each group used is defined, resolves groups and matches accounts.
+Pure: no AWS packages.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from typing import Any
 
 GROUP_PREFIX = "group:"
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
-# A glob of account ids: twelve digits or '?', or any digits, '?' and at least one '*'.
-ACCOUNT_GLOB = re.compile(r"[0-9?]{12}|[0-9?*]*\*[0-9?*]*")
 GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -47,8 +47,8 @@ class Accounts:
 
     def matches(self, account: str | None) -> bool:
         """Whether an image of ``account`` is one of these; never for an unknown account."""
-        return is_account_id(account) and any(
-            fnmatch.fnmatchcase(account, glob) for glob in self.globs)  # type: ignore[arg-type]
+        return account is not None and is_account_id(account) and any(
+            fnmatch.fnmatchcase(account, glob) for glob in self.globs)
 
     def describe(self) -> str:
         return ",".join(self.written)
@@ -72,41 +72,22 @@ def resolve(written: Any, groups: Mapping[str, Any]) -> Accounts | None:
     return Accounts(written=tuple(written), globs=tuple(dict.fromkeys(globs)))
 
 
-def glob_problem(glob: str) -> str | None:
-    """What is wrong with an account-id glob the schema's pattern let through, if anything:
-    more than twelve digits and '?' can never match an account id."""
-    if len(glob.replace("*", "")) > 12:
-        return (f"{glob!r} can never match a twelve-digit account id: it has more than twelve "
-                "digits and '?'")
-    return None
-
-
 def problems(data: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """(path, message) of each account reference the schema cannot check: a group used but
-    not defined in ``account_groups``, and a glob that can never match an account id."""
+    """(path, message) of each ``group:<name>`` the schema cannot check: one not defined in
+    ``account_groups``. (The schema checks the globs and the group names.)"""
     if not isinstance(data, dict):
         return
     groups = data.get("account_groups")
     groups = groups if isinstance(groups, dict) else {}
-    for name, globs in groups.items():
-        if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
-            yield ("account_groups", name), (
-                f"group name {name!r}: expected letters, digits, '_', '.', '-' (at most 64)")
-        for index, glob in enumerate(globs if isinstance(globs, list) else []):
-            if isinstance(glob, str) and (message := glob_problem(glob)):
-                yield ("account_groups", name, index), message
     for path, written in _account_lists(data):
         for index, entry in enumerate(written):
-            if not isinstance(entry, str):
-                continue  # the schema reports it
-            if entry.startswith(GROUP_PREFIX):
-                name = entry.removeprefix(GROUP_PREFIX)
-                if GROUP_NAME.fullmatch(name) and name not in groups:
-                    yield (*path, index), (
-                        f"group {name!r} is not defined in account_groups"
-                        + (f" (defined: {', '.join(sorted(groups))})" if groups else ""))
-            elif message := glob_problem(entry):
-                yield (*path, index), message
+            if not isinstance(entry, str) or not entry.startswith(GROUP_PREFIX):
+                continue  # the schema reports what is not a string
+            name = entry.removeprefix(GROUP_PREFIX)
+            if GROUP_NAME.fullmatch(name) and name not in groups:
+                yield (*path, index), (
+                    f"group {name!r} is not defined in account_groups"
+                    + (f" (defined: {', '.join(sorted(map(str, groups)))})" if groups else ""))
 
 
 def _account_lists(data: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
