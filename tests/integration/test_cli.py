@@ -1,4 +1,4 @@
-"""The `gatekeeper` command: policy validate and policy push, --version, usage and file errors."""
+"""The `gatekeeper` command: policy validate, rules and push, --version, usage and file errors."""
 
 from __future__ import annotations
 
@@ -224,3 +224,31 @@ def test_push_reaches_an_endpoint_url(capsys: Any) -> None:
         assert head["VersionId"] in capsys.readouterr().out
     finally:
         server.stop()
+
+
+def test_policy_rules_shows_the_entry_that_applies_to_a_repository_and_account(
+        capsys: Any, tmp_path: Path) -> None:
+    # Given a policy whose sandbox accounts monitor, with an exception for them
+    policy = tmp_path / "org.yaml"
+    policy.write_text(
+        "version: 1\naccount_groups:\n  sandbox: ['1111*']\ndefault: {}\n"
+        "repositories:\n  - {match: 'team-a/*', accounts: [group:sandbox], mode: monitor,"
+        " max_findings: {CRITICAL: 1}}\n"
+        "exceptions:\n  - {id: CVE-2027-1, accounts: [group:sandbox], expires: 2099-01-01,"
+        " reason: r, owner: o}\n")
+    # When the rules of team-a/web are shown for a sandbox account, and for no account
+    sandbox = main(["policy", "rules", "team-a/web", str(policy), "--account", "111100000000"])
+    shown = capsys.readouterr().out
+    unnamed = main(["policy", "rules", "team-a/web", str(policy)])
+    default = capsys.readouterr().out
+    # Then the sandbox gets its override and exception; no account gets the default
+    assert (sandbox, unnamed) == (0, 0)
+    assert shown.splitlines()[:3] == [
+        "team-a/web in account 111100000000: "
+        "repositories[match=team-a/*, accounts=group:sandbox]",
+        "mode:            monitor", "max_findings:    CRITICAL 1"]
+    assert "exceptions:      CVE-2027-1" in shown
+    assert default.splitlines()[:3] == ["team-a/web in account (none given): default",
+                                        "mode:            enforce",
+                                        "max_findings:    CRITICAL 0, HIGH 0"]
+    assert "exceptions:      none" in default

@@ -1215,3 +1215,51 @@ def test_validate_pathological_policies(capsys: Any, tmp_path: Path, text: str) 
     policy = write(tmp_path / "policy.yaml", text)
     code, out, err = run(capsys, "policy", "validate", policy)
     assert_validate_contract(code, out, err)
+
+
+# --- --account: the policy's accounts: limits ----------------------------------------------
+
+ORGANIZATION = STRICT.replace("default:", "account_groups:\n  sandbox: ['1111*']\ndefault:") + (
+    "repositories:\n  - {match: '*', accounts: [group:sandbox], mode: monitor}\n")
+
+
+@pytest.mark.parametrize(("account", "expected", "rule"), [
+    (["--account", "111122223333"], 3, "repositories[match=*, accounts=group:sandbox]"),
+    (["--account", "222233334444"], 1, "default"),
+    ([], 1, "default"),
+], ids=["sandbox", "production", "no-account"])
+def test_account_chooses_the_rules_limited_to_accounts(capsys: Any, tmp_path: Path,
+                                                       account: list[str], expected: int,
+                                                       rule: str) -> None:
+    # Given a policy whose sandbox accounts only monitor, and an image with a CRITICAL finding
+    policy = write(tmp_path / "org.yaml", ORGANIZATION)
+    # When it is evaluated for a sandbox account, another account, and no account
+    code, document = evaluate_json(capsys, "--findings", sample("basic-critical"),
+                                   "--repository", "team-a/web", "--policy", policy, *account)
+    # Then only the sandbox's verdict is monitored (exit 3); the others quarantine (exit 1)
+    assert (code, document["policy"]["rule"]) == (expected, rule)
+    assert document["account"] == (account[1] if account else None)
+
+
+def test_account_is_shown_in_the_text_report(capsys: Any, tmp_path: Path) -> None:
+    policy = write(tmp_path / "org.yaml", ORGANIZATION)
+    code, out, _ = run(capsys, "evaluate", "--findings", sample("basic-critical"),
+                       "--repository", "team-a/web", "--policy", policy,
+                       "--account", "111122223333")
+    assert code == 3
+    assert "account:  111122223333\n" in out
+    assert "rule repositories[match=*, accounts=group:sandbox], mode monitor" in out
+
+
+@pytest.mark.parametrize("bad", ["1111", "11112222333a", "1111222233334"])
+def test_an_account_that_is_not_an_account_id_is_a_usage_error(capsys: Any, strict: str,
+                                                               bad: str) -> None:
+    # Given an --account that is not twelve digits
+    # When evaluate is run with it
+    with pytest.raises(SystemExit) as stopped:
+        main(["evaluate", "--findings", sample("basic-critical"), "--repository", "r",
+              "--policy", strict, "--account", bad])
+    # Then it is a usage error naming the value; nothing is judged
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"not a twelve-digit AWS account id: {bad!r}" in err

@@ -163,7 +163,7 @@ def test_a_null_list_is_an_error_as_the_json_schema_says(key: str) -> None:
 SEVERITIES = ("CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED")
 RULE_KEYS = ("block_if_epss_at_least, block_if_exploit_available, enforcement, grace_days, "
              "ignore_unfixed, max_findings, min_score, mode, on_scan_failure, warn_findings")
-OVERRIDE_KEYS = RULE_KEYS.replace("max_findings", "match, max_findings")
+OVERRIDE_KEYS = "accounts, " + RULE_KEYS.replace("max_findings", "match, max_findings")
 SCAN_FAILURE = ("expected 'quarantine' or 'approve', or a mapping from scan state to one of "
                 "them, got ")
 
@@ -172,7 +172,8 @@ SCAN_FAILURE = ("expected 'quarantine' or 'approve', or a mapping from scan stat
     ("text", "path", "line", "message"),
     [
         pytest.param("version: 1\ndefault: {}\nextra: 1\n", "extra", 3,
-                     "unknown key; expected one of: default, exceptions, expiring_window_days, "
+                     "unknown key; expected one of: account_groups, default, exceptions, "
+                     "expiring_window_days, "
                      "notifications, "
                      "repositories, version", id="unknown-top-level-key"),
         pytest.param("version: 2\ndefault: {}\n", "version", 1, "expected 1, got 2",

@@ -150,7 +150,8 @@ def test_an_empty_exception_reports_every_required_key() -> None:
          "expected a list, got 'team-a/*'"),
         ({"expires": "20270131"}, "exceptions[0].expires", 5, "expected a string, got 20270131"),
         ({"severity": "HIGH"}, "exceptions[0].severity", 8,
-         "unknown key; expected one of: expires, id, owner, package, reason, repositories, "
+         "unknown key; expected one of: accounts, expires, id, owner, package, reason, "
+         "repositories, "
          "ticket"),
     ],
     ids=["blank-id", "blank-owner", "reason-list", "package-number", "ticket-null",

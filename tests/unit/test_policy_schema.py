@@ -93,19 +93,28 @@ DATES = (
     | st.datetimes(max_value=datetime(9998, 12, 31),
                    timezones=st.none() | st.timezones()).map(datetime.isoformat)
 )
+ACCOUNT_GLOBS = st.sampled_from(["123456789012", "1111*", "????22223333", "*", "*3333"])
+ACCOUNTS = st.lists(ACCOUNT_GLOBS | st.sampled_from(["group:sandbox", "group:prod"]),
+                    min_size=1, max_size=2)
 EXCEPTIONS = st.fixed_dictionaries(
     {"id": st.sampled_from(["CVE-2027-0001", "ghsa-xxxx-yyyy-zzzz"]) | NAME, "expires": DATES,
      "reason": NAME, "owner": NAME},
     optional={"package": NAME, "ticket": NAME, "repositories": st.lists(GLOBS, min_size=1,
-                                                                        max_size=2)},
+                                                                        max_size=2),
+              "accounts": ACCOUNTS},
 )
 VALID_DOCUMENTS = st.fixed_dictionaries(
     {"version": st.just(1), "default": RULES},
     optional={
-        "repositories": st.lists(st.builds(lambda m, r: {"match": m, **r}, GLOBS, RULES),
+        "repositories": st.lists(st.builds(lambda m, r, a: {"match": m, **r, **a}, GLOBS, RULES,
+                                           st.fixed_dictionaries({}, optional={
+                                               "accounts": ACCOUNTS})),
                                  min_size=1, max_size=2),
         "exceptions": st.lists(EXCEPTIONS, min_size=1, max_size=2),
         "expiring_window_days": st.integers(0, 3650),
+        "account_groups": st.fixed_dictionaries({}, optional={
+            "sandbox": st.lists(ACCOUNT_GLOBS, min_size=1, max_size=2),
+            "prod": st.lists(ACCOUNT_GLOBS, min_size=1, max_size=2)}),
     },
 )
 KEYS = sorted({*SCHEMA["properties"], *SCHEMA["$defs"]["rules"]["properties"],
@@ -135,6 +144,10 @@ NEAR_BY_KEY: dict[Any, list[Any]] = {
     "expires": ["31/01/2027", "2027-1-31", "tomorrow", 20270131, "", None],
     "repositories": [[], "team-a/*", [3], None, {}],
     "exceptions": [{}, "CVE-1", None],
+    "accounts": [[], "group:sandbox", ["sandbox"], [123456789012], ["1111"], ["1234567890123*"],
+                 ["group:no such"], None],
+    "sandbox": [[], ["group:x"], ["12345678901"], ["*1234567890123"], "1111*", None],
+    "account_groups": [[], {"no such": ["1111*"]}, {"sandbox": []}, None],
 }
 ANYTHING = st.recursive(
     NEAR | st.integers() | st.floats(allow_nan=False).filter(lambda x: not x.is_integer())
@@ -211,12 +224,15 @@ FULL = {
         "block_if_epss_at_least": 0.5,
         "mode": "enforce",
     },
+    "account_groups": {"sandbox": ["1111*", "????22223333", "123456789012"]},
     "repositories": [{"match": "sandbox/*", "on_scan_failure": "approve", "max_findings": {},
-                      "mode": "monitor"}],
+                      "mode": "monitor", "accounts": ["group:sandbox", "*3333"]}],
     "exceptions": [{"id": "CVE-2027-0001", "expires": "2027-01-31", "reason": "r", "owner": "o",
-                    "package": "openssl", "ticket": "SEC-42", "repositories": ["team-a/*"]}],
+                    "package": "openssl", "ticket": "SEC-42", "repositories": ["team-a/*"],
+                    "accounts": ["group:sandbox"]}],
     "notifications": {"digest": ["APPROVED"],
-                      "routes": [{"match": "team-a/*", "channel": "team-a"}]},
+                      "routes": [{"match": "team-a/*", "channel": "team-a",
+                                  "accounts": ["111122223333"]}]},
 }
 GENERIC_MISSES = [None, "x", 3, [], {}]
 
@@ -294,13 +310,15 @@ def test_parse_policy_accepts_what_the_schema_accepts_unless_a_date_is_unreal(
     try:
         parse_policy(text)
     except PolicyError as err:
-        # Then it is refused only if the schema refuses it, one of its dates is not real, or
-        # its default's max_findings lists no severity (which would approve every image)
+        # Then it is refused only if the schema refuses it, one of its dates is not real, its
+        # default's max_findings lists no severity (which would approve every image), or it
+        # names a group of accounts it does not define
         assert err.issues
         assert not JSONSCHEMA.is_valid(document) or all(
             i.message.startswith("not a real date: ")
             or (i.path == "default.max_findings" and "every image would be approved"
-                in i.message) for i in err.issues), err
+                in i.message)
+            or "is not defined in account_groups" in i.message for i in err.issues), err
     else:
         assert JSONSCHEMA.is_valid(document)
 

@@ -4,7 +4,8 @@ Each rendered excerpt in README.md sits just below a marker ``<!-- excerpt: NAME
 each NAME is rendered again, from the same inputs as the README's example (the quarantine of
 ``team-b/api:2.0.0`` in ``make demo``: ``policy.yaml`` and ``samples/findings``), and every
 line of the excerpt must be a line of the rendering, in the same order. An excerpt may leave
-lines out; it may not say what the code does not print. Pure: no boto3, no moto.
+lines out; it may not say what the code does not print. Every whole policy the README shows
+(a ```yaml block starting ``version: 1``) parses. Pure: no boto3, no moto.
 """
 
 from __future__ import annotations
@@ -121,3 +122,43 @@ def test_the_inline_examples_of_subjects_and_titles_are_rendered() -> None:
     readme = README.read_text()
     for rendered in (note.subject, note.chatbot["content"]["title"], digest.subject):
         assert f"`{rendered}`" in readme, rendered
+
+
+def readme_policies() -> dict[str, str]:
+    """Each whole policy the README shows (a ```yaml block starting ``version: 1``), by the
+    heading it sits under."""
+    found: dict[str, str] = {}
+    heading = ""
+    for block in re.split(r"^(#+ .*)$", README.read_text(), flags=re.MULTILINE):
+        if block.startswith("#"):
+            heading = block.lstrip("# ").strip()
+            continue
+        for index, text in enumerate(re.findall(r"```yaml\n(.*?)```", block, re.DOTALL)):
+            if text.startswith("version: 1\n"):
+                found[f"{heading} {index}"] = text
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(readme_policies()))
+def test_every_policy_the_readme_shows_parses(name: str) -> None:
+    assert parse_policy(readme_policies()[name]).version == "unversioned"
+
+
+@pytest.mark.parametrize(("account", "mode", "matched"), [
+    ("111100001111", "monitor", "repositories[match=*, accounts=group:sandbox]"),
+    ("222233334444", "monitor", "repositories[match=*, accounts=group:sandbox]"),
+    ("333300001111", "enforce", "repositories[match=payments/*, accounts=group:production]"),
+    ("444400001111", "enforce", "default"),
+    (None, "enforce", "default"),
+])
+def test_the_readme_policy_by_account_judges_as_it_says(account: str | None, mode: str,
+                                                         matched: str) -> None:
+    # Given the README's policy by account
+    (text,) = [text for name, text in readme_policies().items()
+               if name.startswith("Policy by account")]
+    policy = parse_policy(text)
+    # When the rules of payments/api are read for an account of each kind
+    rules = policy.rules_for("payments/api", account)
+    # Then the sandbox monitors, production enforces its override, and any other account (or
+    # none) gets the default
+    assert (rules.mode, rules.matched) == (mode, matched)

@@ -4,6 +4,8 @@ Reads the output of ``aws ecr describe-image-scan-findings`` (basic or enhanced;
 several) or ``aws inspector2 list-findings``. The repository, whose rules apply, is
 ``--repository`` if given, else the one the findings name (``repositoryName``, or the
 Inspector finding's ``awsEcrContainerImage.repositoryName``); with neither, nothing is judged.
+``--account`` is the account the image lives in, for the policy's ``accounts:`` limits;
+without it, no override or exception limited to accounts applies.
 
 Exit codes: 0 approved, 1 quarantined, 3 approved with warnings (or a verdict under a
 monitor-mode policy that would quarantine), 2 usage or input error (a located message on
@@ -24,7 +26,7 @@ from gatekeeper.domain.scan_input import ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.render.report import explain, verdict_document
 from gatekeeper_tools.cli.deployment import EXIT_OK
-from gatekeeper_tools.cli.policy import read_policy
+from gatekeeper_tools.cli.policy import add_account_option, read_policy
 
 EXIT_QUARANTINED = 1
 EXIT_WARNINGS = 3
@@ -45,6 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--repository",
                         help="whose rules apply (default: the repository named in the "
                              "findings; needed when they name none)")
+    add_account_option(parser)
     parser.add_argument("--tag", help="the tag to show in the report")
     parser.add_argument("--digest", help="pick one image from list-findings output")
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -73,7 +76,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
     verdict = evaluation.judge_scan(policy, repository, scan.status, scan.description,
-                                    scan.findings)
+                                    scan.findings, account=args.account)
     if verdict is None:
         raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
     code = exit_code(verdict)
@@ -81,9 +84,10 @@ def evaluate(args: argparse.Namespace) -> int:
         document = verdict_document(verdict, repository=repository, digest=scan.digest,
                                     tags=tags, policy_source=policy_source)
         document["exit_code"] = code
+        document["account"] = args.account
         print(json.dumps(document, indent=2))
     else:
-        print(_text(verdict, repository, scan.digest, tags, policy_source))
+        print(_text(verdict, repository, scan.digest, tags, policy_source, args.account))
     return code
 
 
@@ -113,13 +117,14 @@ def _refuse_incomplete(scan: ScanInput, repository: str | None) -> None:
 
 
 def _text(verdict: Verdict, repository: str, digest: str | None, tags: list[str],
-          policy_source: str) -> str:
+          policy_source: str, account: str | None = None) -> str:
     name = f"{repository}:{tags[0]}" if tags else repository
     counts = ", ".join(f"{k} {v}" for k, v in verdict.counts.items()) or "none"
     head = [
         f"{verdict.outcome}  {name}" + (f"  ({digest})" if digest else ""),
         f"policy:   {policy_source} (version {verdict.policy_version}, rule "
         f"{verdict.matched_rule}, mode {verdict.mode})",
+        *([f"account:  {account}"] if account else []),
         f"scan:     {verdict.scan_status}",
         f"findings: {sum(verdict.counts.values())} ({counts}); counted "
         f"{len(verdict.counted)}, ignored {len(verdict.ignored)}",

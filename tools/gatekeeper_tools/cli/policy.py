@@ -1,15 +1,20 @@
-"""``gatekeeper policy validate|push``: check the severity policy, and publish it.
+"""``gatekeeper policy validate|rules|push``: check the severity policy, and publish it.
 
-``push`` validates first and never uploads a policy the functions would reject. The bucket and
-key come from ``--bucket``/``--key``, else the stack's outputs (``--stack``), else the
-environment, as for the other operator commands. Exit 0 done, 2 usage or input error.
+``rules`` shows which rules apply to a repository (and ``--account``: the policy's
+``accounts:`` limits), so the team can try an organization's policy locally. ``push``
+validates first and never uploads a policy the functions would reject. The bucket and key come
+from ``--bucket``/``--key``, else the stack's outputs (``--stack``), else the environment, as
+for the other operator commands. Exit 0 done, 2 usage or input error.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
+from gatekeeper.domain.accounts import is_account_id
+from gatekeeper.domain.findings import Severity
 from gatekeeper.domain.policy import Policy, parse_policy
 from gatekeeper_tools.cli.deployment import (
     EXIT_OK,
@@ -25,6 +30,20 @@ def read_policy(path: str) -> tuple[bytes, Policy]:
     return data, parse_policy(data, source=path, version="local")
 
 
+def account_id(text: str) -> str:
+    """``--account``: a twelve-digit AWS account id, leading zeros kept."""
+    if not is_account_id(text):
+        raise argparse.ArgumentTypeError(f"not a twelve-digit AWS account id: {text!r}")
+    return text
+
+
+def add_account_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account", type=account_id, metavar="ID",
+        help="the AWS account the image lives in, for the policy's 'accounts:' limits "
+             "(default: none, so no override or exception limited to accounts applies)")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("policy", help="validate and publish the severity policy")
     verbs = parser.add_subparsers(dest="policy_command", required=True)
@@ -32,6 +51,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate = verbs.add_parser("validate", help="check a policy file")
     validate.add_argument("file", nargs="?", default="policy.yaml")
     validate.set_defaults(func=validate_command)
+
+    rules = verbs.add_parser(
+        "rules", help="show the rules a policy applies to a repository (and an account)",
+        description="Show which entry of a policy file applies to an image of REPOSITORY "
+                    "(in the account given with --account), and the rules it sets.")
+    rules.add_argument("repository")
+    rules.add_argument("file", nargs="?", default="policy.yaml")
+    add_account_option(rules)
+    rules.set_defaults(func=rules_command)
 
     push = verbs.add_parser(
         "push", help="validate a policy file, then publish it to the deployed policy bucket",
@@ -53,6 +81,27 @@ def validate_command(args: argparse.Namespace) -> int:
     _, policy = read_policy(args.file)
     print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s))")
     return EXIT_OK
+
+
+def rules_command(args: argparse.Namespace) -> int:
+    _, policy = read_policy(args.file)
+    rules = policy.rules_for(args.repository, args.account)
+    exceptions = policy.exceptions_for(args.repository, args.account)
+    print("\n".join([
+        f"{args.repository} in account {args.account or '(none given)'}: {rules.matched}",
+        f"mode:            {rules.mode}",
+        f"max_findings:    {_limits(rules.max_findings)}",
+        f"warn_findings:   {_limits(rules.warn_findings)}",
+        "on_scan_failure: " + ", ".join(f"{state} {outcome}" for state, outcome
+                                        in rules.on_scan_failure.items()),
+        f"exceptions:      {', '.join(e.id for e in exceptions) or 'none'}",
+    ]))
+    return EXIT_OK
+
+
+def _limits(limits: Mapping[Severity, int]) -> str:
+    return ", ".join(f"{severity.name} {limit}" for severity, limit
+                     in sorted(limits.items(), reverse=True)) or "none"
 
 
 def push_command(args: argparse.Namespace) -> int:

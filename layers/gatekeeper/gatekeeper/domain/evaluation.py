@@ -56,13 +56,16 @@ def _limit_breaches(rule: str, limits: Mapping[Severity, int],
 
 
 def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
-             now: datetime | None = None) -> Verdict:
-    """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``."""
+             now: datetime | None = None, *, account: str | None = None) -> Verdict:
+    """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``.
+
+    ``account``: the AWS account the image lives in, for the policy's ``accounts:`` limits;
+    None (unknown) matches no override or exception limited to accounts."""
     now = now or datetime.now(UTC)
-    rules = policy.rules_for(repository)
+    rules = policy.rules_for(repository, account)
     findings = findings if isinstance(findings, list | tuple) else list(findings)
 
-    applicable = policy.exceptions_for(repository)
+    applicable = policy.exceptions_for(repository, account)
     active: dict[str, list[PolicyException]] = {}
     for exception in applicable:
         if exception.active(now):
@@ -179,8 +182,8 @@ def _clause(text: object) -> str:
 
 
 def scan_failed(policy: Policy, repository: str, status: str,
-                description: str | None) -> Verdict:
-    rules = policy.rules_for(repository)
+                description: str | None, *, account: str | None = None) -> Verdict:
+    rules = policy.rules_for(repository, account)
     outcome = rules.scan_failure_outcome(status)
     description = _clause(description)
     detail = f": {description}" if description else ""
@@ -200,27 +203,30 @@ _STRICTNESS = (Outcome.APPROVED, Outcome.APPROVED_WITH_WARNINGS, Outcome.QUARANT
 
 
 def judge_scan(policy: Policy, repository: str, status: str, description: str | None,
-               findings: Iterable[Finding], now: datetime | None = None) -> Verdict | None:
+               findings: Iterable[Finding], now: datetime | None = None, *,
+               account: str | None = None) -> Verdict | None:
     """The verdict on a scan in ``status``; None while the scan is not finished.
 
     FINDINGS_INCOMPLETE (``description`` says why): the stricter of on_scan_failure and
     the verdict on the findings that were read."""
     if status in SCAN_DONE_STATES:
-        return replace(evaluate(policy, repository, findings, now), scan_status=status)
+        return replace(evaluate(policy, repository, findings, now, account=account),
+                       scan_status=status)
     if status == FINDINGS_INCOMPLETE:
-        return incomplete(policy, repository, findings, description, now)
+        return incomplete(policy, repository, findings, description, now, account=account)
     if status in SCAN_FAILED_STATES:
-        return scan_failed(policy, repository, status, description)
+        return scan_failed(policy, repository, status, description, account=account)
     return None
 
 
 def incomplete(policy: Policy, repository: str, findings: Iterable[Finding],
-               description: str | None, now: datetime | None = None) -> Verdict:
+               description: str | None, now: datetime | None = None, *,
+               account: str | None = None) -> Verdict:
     """A finished scan whose findings could not all be read (FINDINGS_INCOMPLETE): the stricter
     of the policy's on_scan_failure and the verdict on the findings that were read, so that a
     blocking finding read still blocks even where scan failures are approved."""
-    failed = scan_failed(policy, repository, FINDINGS_INCOMPLETE, description)
-    judged = evaluate(policy, repository, findings, now)
+    failed = scan_failed(policy, repository, FINDINGS_INCOMPLETE, description, account=account)
+    judged = evaluate(policy, repository, findings, now, account=account)
     outcome = max(failed.outcome, judged.outcome, key=_STRICTNESS.index)
     reasons = failed.reasons
     if judged.outcome is not Outcome.APPROVED:
@@ -229,11 +235,12 @@ def incomplete(policy: Policy, repository: str, findings: Iterable[Finding],
 
 
 def index_verdict(policy: Policy, repository: str,
-                  platforms: list[tuple[str, str, str, tuple[str, ...]]]) -> Verdict:
+                  platforms: list[tuple[str, str, str, tuple[str, ...]]], *,
+                  account: str | None = None) -> Verdict:
     """An image index follows its platform images: quarantined if any is, approved with
     warnings if any is, approved only when every one is. ``platforms``: (platform, digest,
     verdict, reasons) of each, all judged."""
-    rules = policy.rules_for(repository)
+    rules = policy.rules_for(repository, account)
     states = {state for _, _, state, _ in platforms}
     if Outcome.QUARANTINED in states:
         outcome = Outcome.QUARANTINED

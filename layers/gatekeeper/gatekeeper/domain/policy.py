@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from gatekeeper.domain import accounts as account_rules
+from gatekeeper.domain.accounts import Accounts
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome
@@ -84,6 +86,17 @@ class Rules:
 class Override:
     match: str
     settings: Mapping[str, Any] = field(default_factory=dict)  # Rules fields it replaces
+    accounts: Accounts | None = None  # only images of these accounts (domain/accounts.py)
+
+    def applies(self, repository: str, account: str | None) -> bool:
+        return (fnmatch.fnmatchcase(repository, self.match)
+                and account_rules.applies(self.accounts, account))
+
+    @property
+    def name(self) -> str:
+        """How verdicts name this override (``matched``), its accounts condition included."""
+        limit = f", accounts={self.accounts.describe()}" if self.accounts else ""
+        return f"repositories[match={self.match}{limit}]"
 
 
 @dataclass(frozen=True)
@@ -100,10 +113,12 @@ class PolicyException:
     index: int = 0
     # As written: a date reads as the last day it applies, not the instant it stops.
     expires_text: str = field(default="", compare=False)
+    accounts: Accounts | None = None  # only images of these accounts (domain/accounts.py)
 
-    def covers_repository(self, repository: str) -> bool:
-        return not self.repositories or any(
+    def covers_repository(self, repository: str, account: str | None = None) -> bool:
+        return (not self.repositories or any(
             fnmatch.fnmatchcase(repository, glob) for glob in self.repositories)
+        ) and account_rules.applies(self.accounts, account)
 
     def active(self, now: datetime) -> bool:
         return now < self.expires
@@ -125,10 +140,15 @@ class Notifications:
 
     digest: frozenset[Outcome] = frozenset()
     routes: tuple[tuple[str, str], ...] = ()  # (repository glob, channel), first match wins
+    # The accounts: of each route (None: every account), in the order of routes.
+    route_accounts: tuple[Accounts | None, ...] = ()
 
-    def channel_for(self, repository: str) -> str | None:
-        return next((channel for glob, channel in self.routes
-                     if fnmatch.fnmatchcase(repository, glob)), None)
+    def channel_for(self, repository: str, account: str | None = None) -> str | None:
+        limits = self.route_accounts or (None,) * len(self.routes)
+        return next((channel for (glob, channel), accounts in zip(self.routes, limits,
+                                                                   strict=True)
+                     if fnmatch.fnmatchcase(repository, glob)
+                     and account_rules.applies(accounts, account)), None)
 
     def digested(self, outcome: Outcome) -> bool:
         return outcome in self.digest
@@ -145,23 +165,36 @@ class Policy:
     # When this version was published ("" for the built-in policy): verdicts are never
     # committed with a policy older than the one behind the stored verdict.
     order: str = ""
-    _by_repository: dict[str, list[PolicyException]] = field(
+    # Caches keyed by (repository, account): a policy lives minutes in a container.
+    _by_repository: dict[tuple[str, str | None], list[PolicyException]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _rules: dict[tuple[str, str | None], Rules] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
-    def rules_for(self, repository: str) -> Rules:
-        """The default, with the first matching override's keys replacing the default's."""
-        for override in self.repositories:
-            if fnmatch.fnmatchcase(repository, override.match):
-                return dataclasses.replace(self.default, **override.settings,
-                                           matched=f"repositories[match={override.match}]")
-        return self.default
+    def rules_for(self, repository: str, account: str | None = None) -> Rules:
+        """The default, with the first matching override's keys replacing the default's.
 
-    def exceptions_for(self, repository: str) -> list[PolicyException]:
-        found = self._by_repository.get(repository)
+        An override limited to ``accounts:`` matches only a known account it names: for
+        ``account`` None (unknown) it is skipped, as if it were not written."""
+        key = (repository, account)
+        rules = self._rules.get(key)
+        if rules is None:
+            rules = next((dataclasses.replace(self.default, **override.settings,
+                                              matched=override.name)
+                          for override in self.repositories
+                          if override.applies(repository, account)), self.default)
+            if len(self._rules) < 10_000:
+                self._rules[key] = rules
+        return rules
+
+    def exceptions_for(self, repository: str, account: str | None = None
+                       ) -> list[PolicyException]:
+        key = (repository, account)
+        found = self._by_repository.get(key)
         if found is None:
-            found = [e for e in self.exceptions if e.covers_repository(repository)]
-            if len(self._by_repository) < 10_000:  # a policy lives minutes in a container
-                self._by_repository[repository] = found
+            found = [e for e in self.exceptions if e.covers_repository(repository, account)]
+            if len(self._by_repository) < 10_000:
+                self._by_repository[key] = found
         return found
 
 
@@ -210,20 +243,26 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
                                            f"larger than {_MAX_NODES} values")], source) from None
     issues += _duplicate_keys(node)
     issues += _open_default(data, lines)
+    issues += [PolicyIssue(_render_path(path), message, _line(lines, path))
+               for path, message in account_rules.problems(data)]
     raw_exceptions = data.get("exceptions") if isinstance(data, dict) else None
     exceptions, date_issues = _exceptions(raw_exceptions, lines)
     issues += date_issues
     if issues:
         raise PolicyError(sorted(issues, key=lambda i: i.line or 0), source)
+    groups = data.get("account_groups") or {}
     return Policy(
         default=dataclasses.replace(Rules(), **{"max_findings": DEFAULT_MAX_FINDINGS,
                                                 **_settings(data["default"])}),
-        repositories=tuple(Override(entry["match"], _settings(entry))
+        repositories=tuple(Override(entry["match"], _settings(entry),
+                                    account_rules.resolve(entry.get("accounts"), groups))
                            for entry in data.get("repositories") or []),
-        exceptions=tuple(exceptions),
+        exceptions=tuple(
+            dataclasses.replace(e, accounts=account_rules.resolve(
+                raw_exceptions[e.index].get("accounts"), groups)) for e in exceptions),
         expiring_window_days=int(data.get("expiring_window_days", 14)),
         version=version or "unversioned",
-        notifications=_notifications(data.get("notifications") or {}),
+        notifications=_notifications(data.get("notifications") or {}, groups),
     )
 
 
@@ -290,10 +329,12 @@ def _duplicate_keys(root: yaml.Node | None) -> list[PolicyIssue]:
     return sorted(issues, key=lambda issue: issue.line or 0)
 
 
-def _notifications(raw: Mapping[str, Any]) -> Notifications:
+def _notifications(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Notifications:
+    routes = raw.get("routes") or ()
     return Notifications(
         digest=frozenset(Outcome(o) for o in raw.get("digest") or ()),
-        routes=tuple((r["match"], r["channel"]) for r in raw.get("routes") or ()),
+        routes=tuple((r["match"], r["channel"]) for r in routes),
+        route_accounts=tuple(account_rules.resolve(r.get("accounts"), groups) for r in routes),
     )
 
 

@@ -149,7 +149,11 @@ class Validator:
             if key in properties:
                 yield from self.errors(item, properties[key], (*path, key))
                 continue
-            if names is not None and (not isinstance(key, str) or key not in names["enum"]):
+            if names is not None and "enum" not in names:  # a pattern names the keys
+                if not isinstance(key, str) or not re.search(names["pattern"], key):
+                    yield (*path, key), f"{key!r:.80} is not {names.get('title', 'a valid key')}"
+                    continue
+            elif names is not None and (not isinstance(key, str) or key not in names["enum"]):
                 title = names.get("title", "key")
                 yield (*path, key), f"unknown {title}; expected one of: {_choices(names['enum'])}"
                 continue
