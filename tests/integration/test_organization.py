@@ -416,3 +416,26 @@ def test_a_single_account_stack_never_acts_in_another_account(
     assert result["status"] == "ignored"
     assert "organization mode is off" in result["reason"]
     runtime.gatekeeper.cache_clear()
+
+
+def test_the_policy_s_account_rules_apply_to_each_member_account(org: Org, context: Any) -> None:
+    # Given one policy that lets the sandbox accounts (B) only monitor, and enforces elsewhere
+    org.world.publish_policy(
+        STRICT + "account_groups:\n  sandbox: ['2222*']\n"
+        "repositories:\n  - match: '*'\n    accounts: [group:sandbox]\n    mode: monitor\n")
+    a = org.push(A_EAST, "team/app", seed="a")
+    b = org.push(B_EAST, "team/app", seed="b")
+    org.scanned(A_EAST, "team/app", a, "basic-critical")
+    org.scanned(B_EAST, "team/app", b, "basic-critical")
+
+    # When both images' scans reach the hub
+    judged_a = on_scan(event_in(A_EAST, scan_event("team/app", a)), context)
+    judged_b = on_scan(event_in(B_EAST, scan_event("team/app", b)), context)
+
+    # Then A's image is quarantined (enforce) and B's sandbox image is monitored by its rule
+    assert judged_a["verdict"] == "QUARANTINED"
+    record = org.store().scoped(B_EAST).get("team/app", b)
+    assert record is not None and record.matched_rule is not None
+    assert "group:sandbox" in record.matched_rule
+    assert quarantined(a) in org.tags(A_EAST, "team/app", a)
+    assert judged_b["status"] == "judged"

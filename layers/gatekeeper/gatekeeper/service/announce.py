@@ -42,8 +42,8 @@ class Announcer:
         repeat of this notice carries the same id."""
         repo, digest = event.repository, event.digest
         trigger = trigger or event.cause
-        channel = settings.channel_for(repo)
         image = self._image(event, tags)
+        channel = settings.channel_for(repo, image.account)
         verdict_id = f"{digest[7:19]}-{committed.verdict_id_revision}"
         time = committed.decided_at or self.now()
         if settings.digested(verdict.outcome):
@@ -69,4 +69,5 @@ class Announcer:
                        recorded_verdict=verdict)
         self.notifier.publish(forgery_notification(
             self._image(event, tags), tag, removed=removed,
-            verdict=verdict, time=self.now(), channel=settings.channel_for(repo)))
+            verdict=verdict, time=self.now(),
+            channel=settings.channel_for(repo, self._image(event, tags).account)))

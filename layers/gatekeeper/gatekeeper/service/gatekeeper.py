@@ -70,7 +70,7 @@ class Gatekeeper:
         self.leases = leases or Leases(store)
         self.signer = signer  # None: the stack has no signing key, verdicts go unsigned
         self.scope = scope  # the account and Region of the images judged here (None: unknown)
-        self.judge = Judge(images, store, policies, lambda: self.clock())
+        self.judge = Judge(images, store, policies, lambda: self.clock(), scope)
         self.enforcer = Enforcer(images, markers)
         self.announcer = Announcer(notifier, store, self._now, scope)
 

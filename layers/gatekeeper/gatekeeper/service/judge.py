@@ -12,6 +12,7 @@ from gatekeeper.adapters.store import PENDING, ImageRecord
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.events import ImageEvent, Kind, Trigger
 from gatekeeper.domain.policy import SCAN_FAILED_STATES, Policy
+from gatekeeper.domain.scope import Scope
 from gatekeeper.domain.verdict import Verdict
 from gatekeeper.observability import logger
 from gatekeeper.service.ports import (
@@ -39,11 +40,17 @@ class Pending:
 
 class Judge:
     def __init__(self, images: Images, store: Store, policies: PolicySource,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], scope: Scope | None = None) -> None:
         self.images = images
         self.store = store
         self.policies = policies
         self.clock = clock
+        self.scope = scope  # where the images judged here live (the policy's ``accounts:``)
+
+    def account(self, event: ImageEvent) -> str | None:
+        """The image's account, for the policy's ``accounts:`` rules (None: unknown, and no
+        rule restricted to named accounts applies)."""
+        return event.account or (self.scope.account if self.scope else None)
 
     def __call__(self, event: ImageEvent, record: ImageRecord | None
                  ) -> Judgement | Pending | Result:
@@ -91,16 +98,18 @@ class Judge:
         repo, now = event.repository, self.clock()
         if scan is not None:
             verdict = evaluation.judge_scan(policy, repo, scan.status, scan.description,
-                                            scan.findings, now)
+                                            scan.findings, now, account=self.account(event))
             if verdict is not None:
                 return verdict
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
         if event.kind is not Kind.PUSH and event.scan_status in SCAN_FAILED_STATES:
             return evaluation.scan_failed(policy, repo, event.scan_status,
-                                          "reported by the scan event")
+                                          "reported by the scan event",
+                                          account=self.account(event))
         if event.kind is Kind.REEVALUATE and event.trigger == Trigger.SCAN_TIMEOUT:
             return evaluation.scan_failed(policy, repo, "SCAN_TIMEOUT", "no scan result in time"
-                                      + (f" (ECR reports {scan.status})" if scan else ""))
+                                          + (f" (ECR reports {scan.status})" if scan else ""),
+                                          account=self.account(event))
         if event.kind in (Kind.PUSH, Kind.REEVALUATE):
             return None
         raise ScanNotReady(
@@ -137,5 +146,5 @@ class Judge:
         policy = self.policy(record)
         verdict = evaluation.index_verdict(policy, repo, [
             (p.platform, p.digest, child.state, child.reasons)
-            for p, child in judged if child is not None])
+            for p, child in judged if child is not None], account=self.account(event))
         return Judgement(verdict, policy)
