@@ -71,13 +71,14 @@ def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
 
 
 # Parameters that turn an optional part of the stack on, and the value that does.
-SWITCHES = {"EcsDeploymentHook": "enabled"}
+# (OrganizationId: organization mode, the hub's bus, rules and AssumeRole grant.)
+SWITCHES = {"EcsDeploymentHook": "enabled", "OrganizationId": "o-a1b2c3d4e5"}
 
 
 def switched_on(text: str) -> str:
     """template.yaml with each switch's default set to its "on" value."""
     for name, on in SWITCHES.items():
-        text, count = re.subn(rf"(\n  {name}:\n    Type: String\n    Default: )\w+",
+        text, count = re.subn(rf'(\n  {name}:\n    Type: String\n    Default: )(\w+|"")',
                               rf"\g<1>{on}", text)
         assert count == 1, name
     return text
