@@ -22,6 +22,8 @@ from gatekeeper_tools.local.stack import load_sam_template
 from tests.template.conftest import ROOT, TEMPLATE
 from tests.template.test_template import as_list, of_type, policy_statements
 
+SPOKE = ROOT / "spoke.yaml"  # organization mode: what runs in each member account
+
 # --- checkov --------------------------------------------------------------------------------
 
 CHECKOV_TOOL = ROOT / ".tools" / "checkov" / "bin" / "checkov"  # `make install`, pinned
@@ -39,8 +41,9 @@ def checkov_command() -> str | None:
 
 @pytest.fixture(scope="module")
 def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One checkov run (CloudFormation checks, offline) over template.yaml as written and over
-    the SAM-transformed template (the resources SAM expands the functions into)."""
+    """One checkov run (CloudFormation checks, offline) over template.yaml as written, over
+    the SAM-transformed template (the resources SAM expands the functions into) and over
+    spoke.yaml (organization mode's member accounts)."""
     command = checkov_command()
     if command is None:
         pytest.skip("checkov is not installed: `make install` (or `make test`) puts it in "
@@ -52,10 +55,12 @@ def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
     # template as written is scanned with every switch that defaults to off turned on
     written = scanned / "template.yaml"
     written.write_text(switched_on(TEMPLATE.read_text()))
+    spoke = scanned / SPOKE.name
+    spoke.write_text(SPOKE.read_text())
     started = time.monotonic()
     done = subprocess.run(
         [command, "--framework", "cloudformation", "--output", "json", "--skip-download",
-         "--file", str(written), "--file", str(transformed)],
+         "--file", str(written), "--file", str(transformed), "--file", str(spoke)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
         # --skip-download: offline, no Prisma Cloud guidelines (CI has no network for it)
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
@@ -71,13 +76,14 @@ def checkov(cfn: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
 
 
 # Parameters that turn an optional part of the stack on, and the value that does.
-SWITCHES = {"EcsDeploymentHook": "enabled"}
+# (OrganizationId: organization mode, the hub's bus, rules and AssumeRole grant.)
+SWITCHES = {"EcsDeploymentHook": "enabled", "OrganizationId": "o-a1b2c3d4e5"}
 
 
 def switched_on(text: str) -> str:
     """template.yaml with each switch's default set to its "on" value."""
     for name, on in SWITCHES.items():
-        text, count = re.subn(rf"(\n  {name}:\n    Type: String\n    Default: )\w+",
+        text, count = re.subn(rf'(\n  {name}:\n    Type: String\n    Default: )(\w+|"")',
                               rf"\g<1>{on}", text)
         assert count == 1, name
     return text
@@ -98,7 +104,7 @@ def test_checkov_finds_nothing_in_the_template_nor_in_what_sam_makes_of_it(
     # the reason (see test_every_checkov_skip_names_a_check_and_gives_a_reason)
     assert summary["parsing_errors"] == 0, results.get("parsing_errors")
     files = {Path(c["file_path"]).name for c in results["passed_checks"]}
-    assert files == {"template.yaml", checkov["transformed"]}, files
+    assert files == {"template.yaml", checkov["transformed"], "spoke.yaml"}, files
     failed = [describe(c) for c in results["failed_checks"]]
     assert failed == [], "checkov failed checks:\n  " + "\n  ".join(failed)
     assert checkov["returncode"] == 0
@@ -106,16 +112,18 @@ def test_checkov_finds_nothing_in_the_template_nor_in_what_sam_makes_of_it(
     assert checkov["seconds"] < 120, checkov["seconds"]
 
 
-def sam_skips() -> Iterator[tuple[str, Any]]:
-    """(logical id, skip entry) for every checkov skip in template.yaml's Metadata."""
-    for logical_id, resource in load_sam_template(TEMPLATE)["Resources"].items():
+def sam_skips(path: Path = TEMPLATE) -> Iterator[tuple[str, Any]]:
+    """(logical id, skip entry) for every checkov skip in template.yaml's (or spoke.yaml's)
+    Metadata."""
+    for logical_id, resource in load_sam_template(path)["Resources"].items():
         checkov_metadata = (resource.get("Metadata") or {}).get("checkov") or {}
         for skip in checkov_metadata.get("skip") or []:
             yield logical_id, skip
 
 
-def test_every_checkov_skip_names_a_check_and_gives_a_reason() -> None:
-    skips = list(sam_skips())
+@pytest.mark.parametrize("path", [TEMPLATE, SPOKE], ids=lambda path: path.name)
+def test_every_checkov_skip_names_a_check_and_gives_a_reason(path: Path) -> None:
+    skips = list(sam_skips(path))
     assert skips, "expected the documented suppressions (Lambda VPC, DLQ, ...)"
     for logical_id, skip in skips:
         assert isinstance(skip, dict) and set(skip) == {"id", "comment"}, (logical_id, skip)
@@ -125,15 +133,17 @@ def test_every_checkov_skip_names_a_check_and_gives_a_reason() -> None:
             f"{logical_id}: checkov skip {skip['id']} needs a written reason, got {comment!r}")
 
 
-def test_every_checkov_skip_still_silences_a_finding(checkov: dict[str, Any]) -> None:
+@pytest.mark.parametrize("path", [TEMPLATE, SPOKE], ids=lambda path: path.name)
+def test_every_checkov_skip_still_silences_a_finding(checkov: dict[str, Any],
+                                                     path: Path) -> None:
     # A skip whose check no longer fires (fixed, or a mistyped id) hides nothing and should
-    # go: each skip in template.yaml is one checkov reported as skipped, with its comment
+    # go: each skip in the template is one checkov reported as skipped, with its comment
     reported = {(c["resource"].split(".", 1)[1], c["check_id"]):
                 c["check_result"].get("suppress_comment")
                 for c in checkov["results"]["skipped_checks"]
-                if Path(c["file_path"]).name == "template.yaml"}
+                if Path(c["file_path"]).name == path.name}
     written = {(logical_id, skip["id"]): " ".join(str(skip["comment"]).split())
-               for logical_id, skip in sam_skips()}
+               for logical_id, skip in sam_skips(path)}
     assert set(written) == set(reported)
     assert all(" ".join(str(reported[k]).split()) == v for k, v in written.items())
 

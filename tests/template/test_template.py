@@ -40,6 +40,12 @@ TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 
 RULES = ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
          "OnScanFunctionInspectorScan", "InspectorFindingRule", "SweeperFunctionHourly",
          "SweeperFunctionPolicyPublished")
+# Organization mode (OrganizationId set): the hub bus's rules, each the twin of a default-bus
+# rule above (same pattern, target, retries, dead letters; tests/template/test_spoke_template.py).
+HUB_RULES = {"HubEcrImagePushRule": "OnPushFunctionEcrImagePush",
+             "HubEcrBasicScanRule": "OnScanFunctionEcrBasicScan",
+             "HubInspectorScanRule": "OnScanFunctionInspectorScan",
+             "HubInspectorFindingRule": "InspectorFindingRule"}
 # Every rule target retries for an hour; the hourly schedule only 3 times (its next tick
 # comes an hour later anyway), then dead-letters like the others.
 RETRIES = {rule: {"MaximumRetryAttempts": 24, "MaximumEventAgeInSeconds": 3600}
@@ -180,6 +186,11 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
         "GATEKEEPER_LEASE_SECONDS": "90",
         "GATEKEEPER_SIGNING_KEY_ARN": {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]},
+        # organization mode (empty OrganizationId: the stack's own account only)
+        "GATEKEEPER_ACCOUNT_ID": {"Ref": "AWS::AccountId"},
+        "GATEKEEPER_ORGANIZATION_ID": {"Ref": "OrganizationId"},
+        "GATEKEEPER_SPOKE_ROLE_NAME": {"Ref": "SpokeRoleName"},
+        "GATEKEEPER_OPERATOR_TOPIC_ARN": {"Ref": "OperatorTopic"},
     }
 
 
@@ -259,7 +270,9 @@ def test_function_log_group_has_a_retention(cfn: dict[str, Any], function_id: st
 # --- rules and the dead-letter queue --------------------------------------------------------
 
 def test_the_template_has_exactly_these_rules(cfn: dict[str, Any]) -> None:
-    assert set(of_type(cfn, "AWS::Events::Rule")) == set(RULES)
+    # (and the hub bus's, with OrganizationId only)
+    assert set(of_type(cfn, "AWS::Events::Rule")) == set(RULES) | set(HUB_RULES)
+    assert {cfn["Resources"][rule].get("Condition") for rule in HUB_RULES} == {"IsHub"}
 
 
 @pytest.mark.parametrize("rule_id", RULES)
@@ -300,9 +313,13 @@ def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -
     (statement,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                     if s["Principal"] != {"Service": "sns.amazonaws.com"}]  # (Slack's redrive)
 
-    # Then EventBridge may send to it, from exactly the template's six rules
-    rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")]
+    # Then EventBridge may send to it, from exactly the template's six rules, and the hub
+    # bus's four in organization mode
+    rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")
+             if rule not in HUB_RULES]
     assert len(rules) == 6
+    rules += [{"Fn::If": ["IsHub", {"Fn::GetAtt": [rule, "Arn"]}, {"Ref": "AWS::NoValue"}]}
+              for rule in HUB_RULES]
     assert policy["Properties"]["Queues"] == [{"Ref": "DeadLetterQueue"}]
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
@@ -332,20 +349,25 @@ def test_only_the_finding_rule_and_the_sweeper_may_send_to_the_reevaluation_queu
     policy = cfn["Resources"]["ReevaluationQueuePolicy"]["Properties"]
     (statement,) = policy["PolicyDocument"]["Statement"]
 
-    # Then EventBridge may send to it from the Inspector finding rule only
+    # Then EventBridge may send to it from the Inspector finding rule only (and, in
+    # organization mode, the hub bus's finding rule)
     assert policy["Queues"] == [{"Ref": "ReevaluationQueue"}]
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == QUEUE_ARN
-    assert statement["Condition"] == {
-        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["InspectorFindingRule", "Arn"]}}}
+    finding_rule = {"Fn::GetAtt": ["InspectorFindingRule", "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::If": [
+        "IsHub", [finding_rule, {"Fn::GetAtt": ["HubInspectorFindingRule", "Arn"]}],
+        finding_rule]}}}
 
-    # and of the roles only the sweeper's sends to it
+    # and of the roles only the sweeper's sends to it, and the judging functions' (which
+    # defer the event of a throttled or unreachable account there)
     senders = {logical_id for logical_id, s in policy_statements(cfn)
                if s["Effect"] == "Allow" and "sqs:SendMessage" in as_list(s["Action"])
                and QUEUE_ARN in as_list(s["Resource"])}
-    assert senders == {"ReevaluationQueuePolicy", "SweeperFunctionRole"}
+    assert senders == {"ReevaluationQueuePolicy", "SweeperFunctionRole"} | {
+        f"{f}Role" for f in JUDGING_FUNCTIONS}
 
 
 def test_the_template_has_exactly_two_queues(cfn: dict[str, Any]) -> None:
@@ -566,6 +588,7 @@ def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, A
 # repository's images; write a marker (PutImage), remove one (BatchDeleteImage by tag),
 # archive and restore (UpdateImageStorageClass). The README's threat model says why each.
 SIGNING_KEY_ARN = {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
+OPERATOR_TOPIC_KEY_ARN = {"Fn::GetAtt": ["OperatorTopicKey", "Arn"]}
 ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
                "ecr:ListImages", "ecr:PutImage", "ecr:BatchDeleteImage",
                "ecr:UpdateImageStorageClass")
@@ -584,7 +607,8 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         assert grants(statements, action) == [repositories], action
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"):
         assert grants(statements, action) == [TABLE_ARN], action
-    assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
+    assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"},
+                                                  {"Ref": "OperatorTopic"}]
     assert grants(statements, "s3:GetObject") == [
         {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
@@ -606,6 +630,11 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
         ("kms:Sign", SIGNING_KEY_ARN),
+        # deferring an event (a throttled or unreachable account), alerting the operators
+        ("sqs:SendMessage", QUEUE_ARN),
+        ("sns:Publish", {"Ref": "OperatorTopic"}),
+        ("kms:GenerateDataKey", OPERATOR_TOPIC_KEY_ARN),
+        ("kms:Decrypt", OPERATOR_TOPIC_KEY_ARN),
     )
     if function_id in ASYNC_FUNCTIONS:
         expected |= pairs(("sqs:SendMessage", DLQ_ARN))
@@ -746,6 +775,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "OtherRegistries": "deny",
         "VerdictApi": "disabled",
         "VerdictApiReservedConcurrency": 5,
+        "OrganizationId": "",
+        "SpokeRoleName": "ecr-scan-gatekeeper-spoke",
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

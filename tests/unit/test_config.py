@@ -350,7 +350,8 @@ GETATT_OF_TYPE = {
                                            "1234abcd-12ab-34cd-56ef-1234567890ab"),
 }
 # Parameters whose default is empty, for the functions that exist only when they are given.
-GIVEN = {"SlackWebhookSecretArn": SECRET}
+# (OrganizationId: empty is the single-account stack, the default deployment.)
+GIVEN = {"SlackWebhookSecretArn": SECRET, "OrganizationId": ""}
 
 
 class _Template(yaml.SafeLoader):
@@ -387,6 +388,8 @@ def resolve(cfn: dict[str, Any], value: Any) -> str:
         kind = cfn["Resources"][logical_id]["Type"]
         return GETATT_OF_TYPE[(kind, attribute)](logical_id)
     assert list(value) == ["Ref"], f"unexpected intrinsic {value}"
+    if ref == "AWS::AccountId":  # the pseudo parameter: the stack's account
+        return ACCOUNT
     if ref in cfn["Parameters"]:
         default = str(cfn["Parameters"][ref].get("Default", ""))
         return default or GIVEN[ref]

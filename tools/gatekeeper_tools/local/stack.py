@@ -169,6 +169,7 @@ class Route:
     module: str  # "functions.on_push.app"
     attribute: str  # "handler"
     queue_id: str | None = None  # set when the rule feeds a queue the function consumes
+    bus: str | None = None  # logical id of the rule's event bus; None: the default bus
 
 
 def _handler_path(code_uri: str, handler: str) -> tuple[str, str]:
@@ -177,8 +178,18 @@ def _handler_path(code_uri: str, handler: str) -> tuple[str, str]:
     return ".".join(p for p in parts if p not in ("", ".")), attribute
 
 
-def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml") -> list[Route]:
-    """One Route per (EventBridge rule, Lambda target) of the transformed template ``cfn``.
+def _rule_bus(rule: dict[str, Any]) -> str | None:
+    """The logical id of the template's bus a rule is on (None: the default bus)."""
+    bus = rule["Properties"].get("EventBusName")  # {"Fn::GetAtt": [bus, "Name"]} or {"Ref"}
+    if isinstance(bus, dict):
+        return bus["Fn::GetAtt"][0] if "Fn::GetAtt" in bus else bus.get("Ref")
+    return None
+
+
+def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml",
+           bus: str | None = None) -> list[Route]:
+    """One Route per (EventBridge rule, Lambda target) of the transformed template ``cfn``,
+    for the rules on ``bus`` (None: the default bus; else an AWS::Events::EventBus's id).
 
     The handler's import path comes from the SAM template (CodeUri + Handler, relative to the
     repository root): the transformed template's Code only names an S3 object.
@@ -192,7 +203,7 @@ def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml") -> 
                 consumers[source["Fn::GetAtt"][0]] = resource["Properties"]["FunctionName"]["Ref"]
     found = []
     for rule_id, rule in cfn["Resources"].items():
-        if rule["Type"] != "AWS::Events::Rule":
+        if rule["Type"] != "AWS::Events::Rule" or _rule_bus(rule) != bus:
             continue
         for target in rule["Properties"].get("Targets", []):
             arn = target["Arn"]
@@ -205,7 +216,7 @@ def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml") -> 
             settings = _code_settings(sam, source)
             module, attribute = _handler_path(settings["CodeUri"], settings["Handler"])
             found.append(Route(rule_id, rule["Properties"].get("EventPattern"), function_id,
-                               module, attribute, queue_id))
+                               module, attribute, queue_id, bus))
     return found
 
 
@@ -305,12 +316,14 @@ class LocalDeployment:
             if "LogicalResourceId" in r and "PhysicalResourceId" in r
         }
         # Patterns name stack resources and parameters ({"Ref": "PolicyBucket"}): resolve
-        # them, or moto's matcher would take the unknown filter as "match anything".
+        # them, or moto's matcher would take the unknown filter as "match anything". Rules
+        # whose condition left them out of the stack (the hub's, without OrganizationId)
+        # route nothing.
         values = {**{name: str(spec["Default"]) for name, spec in
                      cfn.get("Parameters", {}).items() if "Default" in spec},
                   **self.physical_ids}
         self.routes = [replace(route, pattern=_resolve(route.pattern, values))
-                       for route in routes]
+                       for route in routes if route.rule_id in self.physical_ids]
 
     @classmethod
     def create(cls, template_path: str | Path = "template.yaml", region: str = "us-east-1",
@@ -348,7 +361,10 @@ class LocalDeployment:
         status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
         if status != "CREATE_COMPLETE":
             raise RuntimeError(f"stack {stack_name} ended {status} in moto")
-        deployment = cls(cfn, routes(cfn, template_path), stack_name, session)
+        buses = [None, *(k for k, r in cfn["Resources"].items()
+                         if r["Type"] == "AWS::Events::EventBus")]
+        deployment = cls(cfn, [route for bus in buses for route in routes(cfn, template_path, bus)],
+                         stack_name, session)
         deployment._complete_buckets(local)
         deployment._complete_keys(local)
         return deployment
@@ -420,8 +436,9 @@ class LocalDeployment:
             timeout_seconds=int(configuration["Timeout"]),
         )
 
-    def deliver(self, *events: dict[str, Any]) -> list[Delivery]:
-        """Run the handler of every rule whose pattern matches, as EventBridge would.
+    def deliver(self, *events: dict[str, Any], bus: str | None = None) -> list[Delivery]:
+        """Run the handler of every rule whose pattern matches, as EventBridge would, for
+        events put on ``bus`` (None: the default bus; "HubEventBus": the hub's bus).
 
         Events for a rule that feeds a queue reach its consuming function as one SQS batch
         (several events: one batch, as within the queue's batching window). Each call runs
@@ -429,7 +446,7 @@ class LocalDeployment:
         afterwards. A handler's exception is captured in its Delivery, not raised.
         """
         deliveries = []
-        for route in self.routes:
+        for route in (r for r in self.routes if r.bus == bus):
             matching = [e for e in events
                         if route.pattern is not None and matches(route.pattern, e)]
             if route.queue_id is not None and matching:
