@@ -81,6 +81,7 @@ class NotJudged:
     repository: str
     digest: str
     reason: str
+    tags: tuple[str, ...] = ()
 
 
 def judge(policy: Policy, repository: str, status: str, description: str | None,
@@ -99,7 +100,7 @@ def compare(published: Policy, candidate: Policy, repository: str, digest: str, 
     before = judge(published, repository, status, description, findings, now)
     after = judge(candidate, repository, status, description, findings, now)
     if before is None or after is None:
-        return NotJudged(repository, digest, f"no finished scan (ECR reports {status})")
+        return NotJudged(repository, digest, f"no finished scan (ECR reports {status})", tags)
     return Comparison(repository, digest, before, after, recorded, tags)
 
 
@@ -117,7 +118,7 @@ def compare_index(published: Policy, candidate: Policy, repository: str, digest:
         if not isinstance(child, Comparison):
             why = child.reason if child is not None else "not recorded"
             return NotJudged(repository, digest, f"platform image {platform} "
-                                                 f"({child_digest[:19]}): {why}")
+                                                 f"({child_digest[:19]}): {why}", tags)
         children.append((platform, child_digest, child))
 
     def verdict(policy: Policy, side: str) -> Judged:
