@@ -140,10 +140,10 @@ def test_exceptions_are_classified_expired_expiring_and_unused() -> None:
     # When classified with a 14-day window
     reports = classify(HYGIENE, NOW, timedelta(days=14), used)
 
-    # Then CVE-1 expired (6 days ago: its last day was the 1st), CVE-2 expires within the
+    # Then CVE-1 expired (5 days ago: its last day was the 1st), CVE-2 expires within the
     # window (3 days left), CVE-3 matches nothing, CVE-4 is fine
     assert [(r.exception.id, r.problems, r.days_left) for r in reports] == [
-        ("CVE-1", (Problem.EXPIRED,), -6),
+        ("CVE-1", (Problem.EXPIRED,), -5),
         ("CVE-2", (Problem.EXPIRING,), 3),
         ("CVE-3", (Problem.UNUSED,), 176),
         ("CVE-4", (), 176),

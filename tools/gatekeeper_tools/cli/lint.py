@@ -92,8 +92,9 @@ def _describe(report: ExceptionReport) -> str:
     repositories = (f" for {', '.join(exception.repositories)}" if exception.repositories
                     else "")
     ticket = f", {exception.ticket}" if exception.ticket else ""
+    verb = "expired" if Problem.EXPIRED in report.problems else "expires"
     return (f"{exception.id}{where}{repositories} (exceptions[{exception.index}], "
-            f"{exception.owner}{ticket}), expires {exception.expires_text}")
+            f"{exception.owner}{ticket}), {verb} {exception.expires_text}")
 
 
 def _when(report: ExceptionReport) -> str:

@@ -35,7 +35,8 @@ class ExceptionReport:
 
     exception: PolicyException
     problems: tuple[Problem, ...]
-    days_left: int | None  # whole days until it expires (negative: expired); None: never
+    days_left: int | None  # whole days until it expires (negative: whole days since it
+    # expired); None: never (9999-12-31)
 
     @property
     def index(self) -> int:
@@ -65,4 +66,6 @@ def classify(policy: Policy, now: datetime, within: timedelta,
 def _days_left(exception: PolicyException, now: datetime) -> int | None:
     if exception.expires.year >= 9999:
         return None
-    return (exception.expires - now) // timedelta(days=1)
+    left = exception.expires - now
+    day = timedelta(days=1)
+    return left // day if left >= timedelta(0) else -((-left) // day)  # whole days, either way
