@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.domain.events import ImageEvent, parse_event
+from gatekeeper.domain.markers import MarkerScheme
+from gatekeeper.domain.simulation import NotJudged
 from gatekeeper_tools.cli import main
+from gatekeeper_tools.cli.deployment import Deployment
+from gatekeeper_tools.cli.simulate import read_each, recorded_images
 from tests.support import World, make_world, scan_event
 
 PUBLISHED = """
@@ -166,6 +172,33 @@ def test_a_broken_candidate_is_a_located_error(fleet: Fleet, gatekeeper: Any) ->
     run = gatekeeper("policy", "simulate", broken)
     assert (run.code, run.out) == (2, "")
     assert f"{broken}:3: default.max_findings" in run.err
+
+
+def test_findings_that_cannot_be_read_are_listed_never_approved(fleet: Fleet) -> None:
+    # Given ECR refusing to give one image's findings (moto cannot refuse: an event hook does)
+    ecr = fleet.world.session.client("ecr")
+    refused = fleet.digests["team-a/api:v1"]
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("imageId", {}).get("imageDigest") == refused:
+            raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                         "Message": "not allowed"}}, "DescribeImageScanFindings")
+
+    ecr.meta.events.register("before-parameter-build.ecr.DescribeImageScanFindings", refuse)
+    records = recorded_images(Deployment(
+        session=fleet.world.session, table=fleet.world.config.table_name, topic_arn=None,
+        policy_bucket=None, policy_key="policy.yaml", dlq_url=None, markers=MarkerScheme()),
+        ["team-a/*"])
+
+    # When the recorded images of team-a are read and judged (two at a time)
+    results = read_each(EcrImages(ecr), records, lambda record, scan: scan.status, workers=2)
+
+    # Then the refused one is not judged, with ECR's reason; the others are read
+    assert sorted(r for r in results if isinstance(r, str)) == ["COMPLETE", "COMPLETE"]
+    [missing] = [r for r in results if isinstance(r, NotJudged)]
+    assert (missing.digest, missing.tags) == (refused, ("v1",))
+    assert missing.reason.startswith("findings unreadable: ClientError: An error occurred "
+                                     "(AccessDeniedException)")
 
 
 # --- push asks first ------------------------------------------------------------------------

@@ -10,7 +10,8 @@ written.
 
 Reading is done by a bounded pool of threads (:data:`WORKERS`, one ECR client: boto3 clients
 are thread-safe). Images gone from ECR, never scanned, scanned unfinished or whose findings
-cannot be read are listed apart, never counted as approved.
+cannot be read (whatever the error: one image's failure does not stop the others) are listed
+apart, never counted as approved.
 
 Exit 0 nothing would flip, 1 something would flip, 2 usage or input error (a candidate that
 does not validate: the located error, as ``policy validate`` prints it).
@@ -26,8 +27,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult
 from gatekeeper.adapters.policy_source import S3PolicySource
@@ -107,18 +106,21 @@ def read_each(images: EcrImages, records: Sequence[ImageRecord],
             scan = images.scan(repository, digest)
         except ImageGone:
             return NotJudged(repository, digest, "gone from ECR", tags)
-        except (ClientError, BotoCoreError) as err:
+        except Exception as err:  # one image's failure is listed; the others go on
             return NotJudged(repository, digest, f"findings unreadable: {one_line(err)}", tags)
         if scan is None:
             return NotJudged(repository, digest, "never scanned", tags)
         return judge(record, scan)
 
     results: list[R | NotJudged] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         for future in as_completed([pool.submit(one, record) for record in records]):
             results.append(future.result())
             if progress is not None:
                 progress.tick()
+    finally:  # on Ctrl-C, the images not started yet are not read
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 
