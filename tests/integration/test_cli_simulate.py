@@ -16,6 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from functions.on_push.app import handler as on_push
+from functions.on_scan.app import handler as on_scan
 from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.domain.events import ImageEvent, parse_event
 from gatekeeper.domain.markers import MarkerScheme
@@ -23,7 +25,8 @@ from gatekeeper.domain.simulation import NotJudged
 from gatekeeper_tools.cli import main
 from gatekeeper_tools.cli.deployment import Deployment
 from gatekeeper_tools.cli.simulate import read_each, recorded_images
-from tests.support import World, make_world, scan_event
+from tests.integration.test_multiarch import push_index
+from tests.support import World, make_world, push_event, scan_event
 
 PUBLISHED = """
     version: 1
@@ -72,6 +75,34 @@ def gatekeeper(capsys: Any) -> Any:
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+def test_an_image_index_flips_with_its_platform_images(world: World, context: Any,
+                                                       gatekeeper: Any, tmp_path: Path) -> None:
+    # Given an image index over two platform images (amd64 with a HIGH finding, arm64 clean),
+    # judged by the functions: quarantined with its amd64 image (runs first in this module:
+    # its own moto account, before the module's fleet)
+    repo = world.repository("team-c/multi")
+    amd64 = world.push(repo, "amd64", seed="multi-amd64")
+    arm64 = world.push(repo, "arm64", seed="multi-arm64")
+    index = push_index(world, repo, "v1", {"amd64": amd64, "arm64": arm64})
+    on_push(push_event(repo, index, "v1"), context)
+    for digest, findings in ((amd64, "basic-high-only"), (arm64, "basic-clean")):
+        world.scanned(repo, digest, findings)
+        on_scan(scan_event(repo, digest, tags=()), context)
+    candidate = tmp_path / "looser.yaml"
+    candidate.write_text(textwrap.dedent(LOOSER).lstrip("\n"))
+
+    # When the looser candidate is simulated
+    run = gatekeeper("policy", "simulate", str(candidate), "--format", "json")
+
+    # Then the index would be approved with its amd64 image, its reasons naming the platforms
+    assert run.code == 1, run.err
+    changes = {c["digest"]: c for c in json.loads(run.out)["changes"]}
+    assert set(changes) == {amd64, index}
+    assert changes[index]["change"] == "to_approved"
+    assert changes[index]["candidate"]["reasons"][0].startswith(
+        f"linux/amd64 ({amd64[:19]}): APPROVED")
 
 
 @pytest.fixture(scope="module")
