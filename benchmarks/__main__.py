@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks --only throughput --events 1000
     .venv/bin/python -m benchmarks --only gate --runs 500
     .venv/bin/python -m benchmarks --only sweep             # due index vs full Scan
+    .venv/bin/python -m benchmarks --only simulate          # policy simulate, 1,000 images
 
 A shared machine is noisy: each figure is printed beside a baseline measured in the same run
 and judged by their ratio (or, for memory and size, against a Lambda limit). Call counts are
@@ -24,7 +25,7 @@ from pathlib import Path
 from benchmarks.common import Row, table
 
 BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "gate", "memory", "sweep",
-              "evaluate")
+              "simulate", "evaluate")
 
 
 def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
@@ -51,6 +52,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
     if name == "sweep":
         from benchmarks import bench_sweep
         return bench_sweep.run
+    if name == "simulate":
+        from benchmarks import bench_simulate
+        return bench_simulate.run
     from benchmarks import bench_evaluate
     return lambda: bench_evaluate.run(findings=(args.findings or [10_000])[0],
                                       exceptions=args.exceptions)

@@ -54,7 +54,7 @@ def publish(world: World, tmp_path: Path) -> Callable[[dict[str, int]], str]:
         path = tmp_path / f"policy-{len(list(tmp_path.iterdir()))}.yaml"
         path.write_text(policy_text(limits))
         argv = ["policy", "push", str(path), "--bucket", world.config.policy_bucket,
-                "--key", world.config.policy_key]
+                "--key", world.config.policy_key, "--yes", "--no-simulate"]
         return publish_newer(world, lambda: _ok(main(argv)))
 
     return push

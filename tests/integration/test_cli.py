@@ -62,7 +62,8 @@ def test_push_validates_then_publishes_a_new_version(tmp_path: Path, capsys: Any
                              VersioningConfiguration={"Status": "Enabled"})
 
     # When the repository's policy is pushed
-    assert main(["policy", "push", str(ROOT / "policy.yaml"), "--bucket", "policy-bucket"]) == 0
+    assert main(["policy", "push", str(ROOT / "policy.yaml"), "--bucket", "policy-bucket",
+                 "--yes", "--no-simulate"]) == 0
 
     # Then it is stored as a new version, and the command says which
     head = s3.head_object(Bucket="policy-bucket", Key="policy.yaml")
@@ -71,7 +72,7 @@ def test_push_validates_then_publishes_a_new_version(tmp_path: Path, capsys: Any
     # When a broken policy is pushed, Then nothing is uploaded
     broken = tmp_path / "policy.yaml"
     broken.write_text("version: 2\n")
-    assert main(["policy", "push", str(broken), "--bucket", "policy-bucket"]) == 2
+    assert main(["policy", "push", str(broken), "--bucket", "policy-bucket", "--yes"]) == 2
     versions = s3.list_object_versions(Bucket="policy-bucket")["Versions"]
     assert len(versions) == 1
 
@@ -154,7 +155,7 @@ def test_push_finds_the_bucket_and_key_from_the_stack(stack: LocalDeployment,
                                                       capsys: Any) -> None:
     # When the policy is pushed naming only the stack and its region
     code = main(["policy", "push", str(ROOT / "policy.yaml"), "--stack", STACK_NAME,
-                 "--region", REGION])
+                 "--region", REGION, "--yes"])
 
     # Then it is the stack's bucket and PolicyObjectKey that hold it now
     out = capsys.readouterr().out
@@ -174,7 +175,7 @@ def test_push_flags_win_over_the_stack(stack: LocalDeployment, capsys: Any) -> N
 
     # When pushed with the stack named, and --bucket and --key too
     code = main(["policy", "push", str(ROOT / "policy.yaml"), "--stack", STACK_NAME,
-                 "--region", REGION, "--bucket", "elsewhere", "--key", "p.yaml"])
+                 "--region", REGION, "--bucket", "elsewhere", "--key", "p.yaml", "--yes"])
 
     # Then the flags decide, and the stack's policy object is untouched
     assert code == 0, capsys.readouterr().err
@@ -186,7 +187,7 @@ def test_push_flags_win_over_the_stack(stack: LocalDeployment, capsys: Any) -> N
 def test_push_without_a_bucket_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: Any) -> None:
     monkeypatch.delenv("GATEKEEPER_POLICY_BUCKET", raising=False)
-    code = main(["policy", "push", str(ROOT / "policy.yaml")])
+    code = main(["policy", "push", str(ROOT / "policy.yaml"), "--yes"])
     assert code == 2
     assert capsys.readouterr().err == (
         "gatekeeper policy push: which PolicyBucketName? pass --stack NAME, or "
@@ -195,7 +196,8 @@ def test_push_without_a_bucket_says_how_to_name_one(monkeypatch: pytest.MonkeyPa
 
 def test_push_to_an_unknown_stack_is_one_line(capsys: Any) -> None:
     with mock_aws():
-        code = main(["policy", "push", str(ROOT / "policy.yaml"), "--stack", "no-such-stack"])
+        code = main(["policy", "push", str(ROOT / "policy.yaml"), "--stack", "no-such-stack",
+                     "--yes"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("gatekeeper policy push: stack no-such-stack:")
@@ -216,7 +218,7 @@ def test_push_reaches_an_endpoint_url(capsys: Any) -> None:
 
         # When the policy is pushed through --endpoint-url
         code = main(["policy", "push", str(ROOT / "policy.yaml"), "--bucket", "remote-policy",
-                     "--endpoint-url", url])
+                     "--endpoint-url", url, "--yes", "--no-simulate"])
 
         # Then the server holds it
         assert code == 0, capsys.readouterr().err
