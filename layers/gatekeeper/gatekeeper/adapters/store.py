@@ -38,6 +38,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from gatekeeper.domain.findings import InUse
+
 PENDING = "PENDING"
 _DIGEST = "DIGEST"
 _SERIALIZER = TypeSerializer()
@@ -91,6 +93,9 @@ class ImageRecord:
     lease_until: float = 0.0  # epoch seconds; a lease past it may be taken over
     envelope: dict[str, Any] | None = None  # the verdict, signed (a DSSE envelope; see
     # gatekeeper.domain.attestation); None when the stack has no signing key
+    in_use: InUse | None = None  # whether the image runs (enhanced scans); None: unknown
+    exceptions_used: tuple[str, ...] = ()  # the ids of the policy exceptions the verdict
+    # applied (older items: none recorded)
 
     def leased_by_other(self, owner: str, now: float) -> bool:
         """Another writer holds this image's lease and it has not expired."""
@@ -160,6 +165,10 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         plain["verdict_revision"] = record.verdict_revision
     if record.envelope is not None:
         plain["envelope"] = record.envelope
+    if record.in_use is not None:
+        plain["in_use"] = {k: v for k, v in record.in_use.as_dict().items() if v is not None}
+    if record.exceptions_used:
+        plain["exceptions_used"] = list(record.exceptions_used)
     if record.lease_owner:
         plain["lease_owner"] = record.lease_owner
         plain["lease_until"] = Decimal(str(round(record.lease_until, 3)))
@@ -234,6 +243,8 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         lease_owner=plain.get("lease_owner"),
         lease_until=float(plain.get("lease_until", 0)),
         envelope=plain.get("envelope"),
+        in_use=InUse.from_dict(plain.get("in_use")),
+        exceptions_used=tuple(str(e) for e in plain.get("exceptions_used") or ()),
     )
 
 
