@@ -508,3 +508,29 @@ class VerdictStore:
                 raise
             return 0
         return 1
+
+    def fleet(self, history_since: str = "") -> tuple[list[ImageRecord],
+                                                        list[tuple[str, str, HistoryEntry]]]:
+        """Every current verdict, and every history item decided at or after
+        ``history_since`` as (repository, digest, entry): one paginated Scan of the table
+        (what ``gatekeeper report`` reads; index links and digest items are left out)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :verdict OR (begins_with(sk, :history) AND sk >= :since)",
+            "ExpressionAttributeValues": {":verdict": {"S": "VERDICT"},
+                                          ":history": {"S": "H#"},
+                                          ":since": {"S": f"H#{history_since}"}},
+        }
+        records: list[ImageRecord] = []
+        history: list[tuple[str, str, HistoryEntry]] = []
+        while True:
+            page = self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                if item["sk"]["S"] == "VERDICT":
+                    records.append(_from_item(item))
+                else:
+                    repository, _, digest = item["pk"]["S"].removeprefix("IMAGE#").rpartition("@")
+                    history.append((repository, digest, HistoryEntry.from_item(item)))
+            if "LastEvaluatedKey" not in page:
+                return records, history
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
