@@ -89,8 +89,8 @@ def report(deployment: Deployment, output: str, since_text: str = "30d",
     except OSError as err:
         raise OperatorError(f"cannot write {output}: {err.strerror or err}") from None
     print(text_summary(fleet))
-    print(f"written: {output} (one self-contained HTML file: open it in a browser, attach "
-          "it to a mail or put it in S3)")
+    print(f"written: {output}\n  one self-contained HTML file: open it in a browser, attach "
+          "it to a mail or put it in S3")
     return EXIT_OK
 
 

@@ -182,20 +182,19 @@ def _counts(counts: Mapping[str, int]) -> str:
 def text_summary(fleet: Fleet) -> str:
     """A few lines for the terminal: what the page shows, in numbers."""
     images = sum(fleet.totals.values())
-    lines = [f"Fleet report: {images} image(s) under policy {fleet.policy_version}, "
-             f"generated {fleet.generated_at.isoformat(timespec='seconds')}",
+    lines = [f"Fleet report: {images} image(s), policy {fleet.policy_version}",
+             f"  generated:       {fleet.generated_at.isoformat(timespec='seconds')}",
              f"  verdicts:        {_counts(fleet.totals)}"]
     width = max((len(r) for _, r, _ in fleet.repositories), default=0)
     for account, repository, counts in fleet.repositories:
         where = f"{account}/" if fleet.accounts and account else ""
         lines.append(f"    {where}{repository:<{width}}  {_counts(counts)}")
     lines.append(f"  quarantined:     {len(fleet.quarantined)}, of which IN USE "
-                 f"{len(fleet.in_use_quarantined)} (use unknown for {fleet.use_unknown} "
-                 "image(s): only enhanced scanning reports it)")
+                 f"{len(fleet.in_use_quarantined)} (use unknown: {fleet.use_unknown} image(s))")
     for image in fleet.in_use_quarantined:
         lines.append(f"    {image.name}: {image.in_use.describe() if image.in_use else ''}")
     if fleet.blockers:
-        lines.append("  blocking most:   " + ", ".join(f"{i} ({n})" for i, n in fleet.blockers[:5]))
+        lines.append("  blocking most:   " + ", ".join(f"{i} ({n})" for i, n in fleet.blockers[:4]))
     statuses = Counter(e.status for e in fleet.exceptions)
     lines.append(f"  exceptions:      {len(fleet.exceptions)} ("
                  + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
@@ -352,7 +351,7 @@ border-left:4px solid #c62828;padding:8px 12px}.calendar{display:flex;gap:16px;f
 .month td{width:26px;text-align:right;font-size:12px;padding:2px 4px}.month caption{font-weight:600}
 .month td.expires{background:#ffe0b2;font-weight:600}.month td.today{outline:2px solid #1565c0}
 .month .n{display:block;font-size:10px;color:#c62828}input{padding:4px;margin:4px 0;width:280px}
-.legend span{margin-right:12px}
+.legend span{margin-right:12px}.id{white-space:nowrap}
 """
 
 _SCRIPT = """
@@ -411,8 +410,9 @@ def html_report(fleet: Fleet) -> str:
                   f"<ul>{items}</ul></div>")
     quarantined = _table(
         ["Image", "In use", "Blocking findings", "Reasons", "Decided"],
-        [[_image_cell(i), _use(i), _e(", ".join(ids) or "-"),
-          "<br>".join(_e(r) for r in i.reasons[:5]), _e(i.decided_at or "-")]
+        [[_image_cell(i), _use(i), ", ".join(f'<span class="id">{_e(f)}</span>' for f in ids)
+          or "-", "<br>".join(_e(r) for r in i.reasons[:5]),
+          _e((i.decided_at or "-")[:19].replace("T", " "))]
          for i, ids in fleet.quarantined], "quarantined", "No image is quarantined.")
     blockers = (_bar_chart([(i, {"QUARANTINED": n}) for i, n in fleet.blockers],
                            "findings blocking the most images", chart_id="chart-blockers")
