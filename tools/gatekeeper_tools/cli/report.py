@@ -13,14 +13,12 @@ import argparse
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gatekeeper.adapters.policy_source import S3PolicySource
-from gatekeeper.adapters.store import ImageRecord
-from gatekeeper.render.fleet_report import Change, Image, html_report, summarize, text_summary
-from gatekeeper.render.notification import ImageRef
+from gatekeeper.render.fleet_report import html_report, text_summary
+from gatekeeper.service.fleet import fleet
 from gatekeeper_tools.cli.deployment import (
     EXIT_OK,
     Deployment,
@@ -74,21 +72,16 @@ def report(deployment: Deployment, output: str, since_text: str = "30d",
     now = now or datetime.now(UTC)
     since = parse_since(since_text, now)
     deployment.require("table", "policy_bucket")
-    records, history = deployment.store().fleet(since.astimezone(UTC).isoformat())
     policy = S3PolicySource(deployment.session.client("s3"), str(deployment.policy_bucket),
                             deployment.policy_key).get()
-    account, region = _caller_account(deployment), deployment.session.region_name
-    images = [_image(r, account, region) for r in records if not r.gone]
-    fleet = summarize(
-        images, [Change(repo, digest, entry.decided_at, entry.state, entry.previous)
-                 for repo, digest, entry in history],
-        policy.exceptions, now=now, since=since, policy_version=policy.version,
-        window_days=policy.expiring_window_days, gone=sum(1 for r in records if r.gone))
+    summary = fleet(deployment.store(), policy, now=now, since=since,
+                    account=_caller_account(deployment),
+                    region=deployment.session.region_name)
     try:
-        Path(output).write_text(html_report(fleet), encoding="utf-8")
+        Path(output).write_text(html_report(summary), encoding="utf-8")
     except OSError as err:
         raise OperatorError(f"cannot write {output}: {err.strerror or err}") from None
-    print(text_summary(fleet))
+    print(text_summary(summary))
     print(f"written: {output}\n  one self-contained HTML file: open it in a browser, attach "
           "it to a mail or put it in S3")
     return EXIT_OK
@@ -100,13 +93,3 @@ def _caller_account(deployment: Deployment) -> str | None:
         return str(deployment.session.client("sts").get_caller_identity()["Account"])
     except (ClientError, BotoCoreError, KeyError):
         return None
-
-
-def _image(record: ImageRecord, account: str | None, region: str | None) -> Image:
-    # A record names its own account where the stack records one.
-    account = getattr(record, "account", None) or account
-    ref: Any = ImageRef(record.repository, record.digest, record.tags, account, region)
-    return Image(repository=record.repository, digest=record.digest, state=record.state,
-                 tags=record.tags, reasons=record.reasons, decided_at=record.decided_at,
-                 in_use=record.in_use, exceptions_used=record.exceptions_used,
-                 account=getattr(record, "account", None), console_url=ref.console_url())
