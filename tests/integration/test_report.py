@@ -189,8 +189,7 @@ def test_the_page_fetches_nothing_and_escapes_what_it_shows(
     assert "&lt;img src=x onerror=&quot;document.title=1&quot;&gt;&amp;amp;" in page
 
 
-def test_a_since_it_cannot_read_is_a_usage_error(world: World, tmp_path: Path,
-                                                 capsys: Any) -> None:
+def test_a_since_it_cannot_read_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
     assert main(["report", "--output", str(tmp_path / "r.html"), "--since", "lately"]) == 2
     assert "--since 'lately': expected 48h, 30d, 12w or a date" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
