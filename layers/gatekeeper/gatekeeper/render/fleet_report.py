@@ -445,8 +445,10 @@ def html_report(fleet: Fleet) -> str:
 <h2>Verdict changes per day</h2>
 {_timeline_chart(fleet.timeline)}
 <h2>Exceptions</h2>
-<p class="muted">Used: applied by a current verdict; expiring: within {fleet.window_days} days.
-The calendar marks the last day each exception applies.</p>
+<p class="muted">Used: applied by a current verdict (verdicts recorded before the gatekeeper
+kept which exceptions it applied count as not using any until they are judged again, e.g. by
+<code>gatekeeper reevaluate --all</code>); expiring: within {fleet.window_days} days. The
+calendar marks the last day each exception applies.</p>
 {exceptions}
 {_calendar(fleet)}
 """
