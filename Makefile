@@ -50,6 +50,14 @@ $(CHECKOV): | $(UV)
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(TOOLS)/checkov
 	$(UV) pip install -q --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
 
+# The fleet report's browser test renders the page in Debian's chromium, installed only where
+# it is missing (as root: here and in CI).
+CHROMIUM    := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -q
+	apt-get install -y --no-install-recommends chromium
+
 install: $(VENV)/.installed $(SAM) $(CHECKOV)  ## create .venv (app + dev tools), .tools/sam (SAM CLI) and .tools/checkov, each kept apart
 
 demo: $(VENV)/.installed  ## run the whole gatekeeper loop locally on an embedded AWS (moto)
@@ -61,7 +69,7 @@ sandbox: $(VENV)/.installed  ## the stack in a local moto server that stays up, 
 bench: $(VENV)/.installed  ## benchmarks, apart from the tests (e.g. BENCH_ARGS="--only throughput --events 1000")
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV)  ## lint (ruff, import contracts), unit tests without AWS packages, then every test
+test: $(VENV)/.installed $(DOMAIN_VENV)/.installed $(SAM) $(CHECKOV) $(CHROMIUM)  ## lint (ruff, import contracts), unit tests without AWS packages, then every test
 	$(PY) -m ruff check .
 	PYTHONPATH=$(SOURCES) $(VENV)/bin/lint-imports --no-cache --no-logo
 	PYTHONPATH=layers/gatekeeper:. $(DOMAIN_VENV)/bin/python -m pytest -q tests/unit

@@ -449,6 +449,7 @@ SAMPLE_VERDICTS = {  # under the repository's policy.yaml
     "basic-critical": ("QUARANTINED", 1),
     "basic-high-only": ("QUARANTINED", 1),
     "enhanced-critical-exploit": ("QUARANTINED", 1),
+    "enhanced-critical-in-use": ("QUARANTINED", 1),
     "enhanced-medium": ("APPROVED_WITH_WARNINGS", 3),
     "inspector-list-findings": ("QUARANTINED", 1),
     "scan-failed": ("QUARANTINED", 1),

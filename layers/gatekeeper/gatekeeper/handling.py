@@ -127,6 +127,8 @@ def _record_metrics(result: Any) -> None:
     if result.status == "judged":
         _count(_VERDICT_METRICS.get(str(result.verdict), "ImagesJudged"))
         _count("VerdictChanges")
+        if result.verdict == "QUARANTINED" and result.in_use:
+            _count("QuarantinedInUse")  # the alert that matters most: it is running
     else:
         _count(_RESULT_METRICS.get(result.status, "EventsIgnored"))
 

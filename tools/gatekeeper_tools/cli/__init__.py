@@ -5,7 +5,7 @@ under a monitor-mode policy that would quarantine), 2 usage or input error (a lo
 on stderr). The operator commands (status, verify, reevaluate, replay-dlq) document theirs.
 
 One module per command (``policy``, ``evaluate``, ``status``, ``verify``, ``reevaluate``,
-``replay``, ``key``, ``webhook``), each adding its subcommand with
+``replay``, ``key``, ``webhook``, ``report``), each adding its subcommand with
 ``register(subparsers)``; what the operator commands share (where the deployment is, image
 references, exit codes) is in ``deployment``.
 """
@@ -26,13 +26,14 @@ from gatekeeper_tools.cli import (
     policy,
     reevaluate,
     replay,
+    report,
     status,
     verify,
     webhook,
 )
 from gatekeeper_tools.cli.deployment import EXIT_INPUT
 
-COMMANDS = (policy, evaluate, status, verify, key, reevaluate, replay, webhook)
+COMMANDS = (policy, evaluate, status, verify, key, reevaluate, replay, webhook, report)
 
 
 class Parser(argparse.ArgumentParser):

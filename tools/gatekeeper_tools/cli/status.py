@@ -111,6 +111,8 @@ def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
         + (f", completed {record.scan_completed_at}" if record.scan_completed_at else ""),
         f"  decided at:  {record.decided_at or '-'} (trigger {record.trigger or '-'})",
         f"  review at:   {record.review_at or '-'}",
+        "  in use:      " + (record.in_use.describe() if record.in_use else
+                             "unknown (only enhanced scanning reports it)"),
         "  signature:   " + (f"signed by {signed_by(record)} (verdict revision "
                              f"{record.verdict_id_revision}; 'gatekeeper verify' checks it)"
                              if signed_by(record) else "unsigned"),

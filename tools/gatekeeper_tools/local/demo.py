@@ -57,7 +57,7 @@ SCENARIOS = [
     Scenario("A scan that FAILED (on_scan_failure: quarantine)", "team-c/legacy", "1.0",
              "scan-failed", "ecr-image-scan-failed"),
     Scenario("Enhanced scanning (Amazon Inspector): an exploitable CRITICAL", "team-a/worker",
-             "3.1.0", "enhanced-critical-exploit", "inspector2-scan"),
+             "3.1.0", "enhanced-critical-in-use", "inspector2-scan"),
 ]
 
 RULE = "=" * 78
@@ -438,7 +438,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="make demo", description="The gatekeeper's whole loop on an embedded AWS (moto).")
     parser.add_argument("--full", action="store_true",
                         help="also print each notice's e-mail text and the Slack message")
+    parser.add_argument("--report", metavar="FILE",
+                        help="at the end, write the fleet report of the demo's images to FILE "
+                             "(what `gatekeeper report` writes)")
     return parser.parse_args(argv)
+
+
+def write_report(path: str) -> None:
+    """``gatekeeper report --output PATH`` on the demo's stack (in moto, by its name)."""
+    from gatekeeper_tools.cli.deployment import resolve
+    from gatekeeper_tools.cli.report import report
+    from gatekeeper_tools.local.stack import STACK_NAME
+
+    print()
+    report(resolve(region=REGION, endpoint_url=None, stack=STACK_NAME), path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -486,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.say()
         demo.gates_summary()
         demo.summary()
+        if args.report:
+            write_report(args.report)
     return 0
 
 

@@ -13,6 +13,7 @@ from gatekeeper.domain.findings import (
     FINDINGS_INCOMPLETE,
     Finding,
     FindingsReader,
+    InUse,
     parse_timestamp,
 )
 from gatekeeper.domain.policy import SCAN_FAILED_STATES
@@ -67,6 +68,7 @@ class ScanResult:
     findings: list[Finding]
     completed_at: datetime | None
     pages: int
+    in_use: InUse | None = None  # what enhanced findings say of the image's use
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class EcrImages:
             findings=reader.findings,
             completed_at=head.completed_at,
             pages=reader.pages,
+            in_use=reader.in_use,
         )
 
     def add_tag(self, repository: str, digest: str, tag: str) -> bool:

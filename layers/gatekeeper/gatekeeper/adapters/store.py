@@ -44,6 +44,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from gatekeeper.domain.findings import InUse
 from gatekeeper.domain.scope import Scope, scope_of
 
 PENDING = "PENDING"
@@ -102,6 +103,9 @@ class ImageRecord:
     # gatekeeper.domain.attestation); None when the stack has no signing key
     account: str | None = None  # the image's account and Region when it is not in the
     region: str | None = None  # hub's own (None: the home scope, as every older item)
+    in_use: InUse | None = None  # whether the image runs (enhanced scans); None: unknown
+    exceptions_used: tuple[str, ...] = ()  # the ids of the policy exceptions the verdict
+    # applied (older items: none recorded)
 
     @property
     def scope(self) -> Scope | None:
@@ -181,6 +185,10 @@ def _to_item(record: ImageRecord) -> dict[str, Any]:
         plain["verdict_revision"] = record.verdict_revision
     if record.envelope is not None:
         plain["envelope"] = record.envelope
+    if record.in_use is not None:
+        plain["in_use"] = {k: v for k, v in record.in_use.as_dict().items() if v is not None}
+    if record.exceptions_used:
+        plain["exceptions_used"] = list(record.exceptions_used)
     if record.lease_owner:
         plain["lease_owner"] = record.lease_owner
         plain["lease_until"] = Decimal(str(round(record.lease_until, 3)))
@@ -266,6 +274,8 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
         envelope=plain.get("envelope"),
         account=plain.get("account"),
         region=plain.get("region"),
+        in_use=InUse.from_dict(plain.get("in_use")),
+        exceptions_used=tuple(str(e) for e in plain.get("exceptions_used") or ()),
     )
 
 
@@ -564,3 +574,31 @@ class VerdictStore:
                 raise
             return False
         return True
+    def fleet(self, history_since: str = "") -> tuple[list[ImageRecord],
+                                                        list[tuple[str, str, HistoryEntry]]]:
+        """Every current verdict, and every history item decided at or after
+        ``history_since`` as (repository, digest, entry): one paginated Scan of the table
+        (what ``gatekeeper report`` reads; index links and digest items are left out)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :verdict OR (begins_with(sk, :history) AND sk >= :since)",
+            "ExpressionAttributeValues": {":verdict": {"S": "VERDICT"},
+                                          ":history": {"S": "H#"},
+                                          ":since": {"S": f"H#{history_since}"}},
+        }
+        records: list[ImageRecord] = []
+        history: list[tuple[str, str, HistoryEntry]] = []
+        while True:
+            page = self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                if item["sk"]["S"] == "VERDICT":
+                    records.append(_from_item(item))
+                else:
+                    key = item["pk"]["S"]
+                    member = _MEMBER_PK.match(key)
+                    name = key[member.end():] if member else key.removeprefix("IMAGE#")
+                    repository, _, digest = name.rpartition("@")
+                    history.append((repository, digest, HistoryEntry.from_item(item)))
+            if "LastEvaluatedKey" not in page:
+                return records, history
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -294,6 +294,7 @@ class FindingsReader:
         self._unreadable: list[str] = []
         self._reported: dict[str, int] | None = None
         self._lists = 0  # findings lists read (an empty list is a list)
+        self.in_use: InUse | None = None  # what the findings' resources say (None: unknown)
 
     def note(self, problem: str) -> None:
         """A problem found outside the pages (a token left, a page limit reached)."""
@@ -326,6 +327,8 @@ class FindingsReader:
                 self.findings.append(parse(item))
             except UndefinedSeverity as err:
                 self._undefined.append(str(err))
+            if "resources" in item:
+                self.in_use = InUse.combine(self.in_use, in_use_of(item))
 
     def _is_object(self, value: object, what: str) -> bool:
         """Whether ``value`` is a JSON object; if not, ``what`` is noted as unreadable."""
@@ -392,3 +395,69 @@ def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
 
 def highest_severity(findings: Iterable[Finding]) -> Severity | None:
     return max((f.severity for f in findings), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class InUse:
+    """Whether the image runs somewhere, as Amazon Inspector reports it on enhanced findings
+    (``resources[].details.awsEcrContainerImage``: ``inUseCount``, the ECS tasks and EKS pods
+    running it, and ``lastInUseAt``). Basic scanning never knows: no InUse at all then."""
+
+    count: int
+    last_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.count > 0
+
+    def describe(self) -> str:
+        """"IN USE: running in 3 places, last seen 2026-11-21T18:03:16+00:00" and the like."""
+        seen = f"last seen {self.last_at.isoformat()}" if self.last_at else None
+        if self.running:
+            places = "place" if self.count == 1 else "places"
+            return f"IN USE: running in {self.count} {places}" + (f", {seen}" if seen else "")
+        return "not in use" + (f" ({seen})" if seen else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count,
+                "last_at": self.last_at.isoformat() if self.last_at else None}
+
+    @classmethod
+    def from_dict(cls, value: object) -> InUse | None:
+        """An InUse from :meth:`as_dict` (or a stored record's map); None when not one."""
+        if not isinstance(value, Mapping):
+            return None
+        count = _count(value.get("count"))
+        return None if count is None else cls(count, parse_timestamp(value.get("last_at")))
+
+    @staticmethod
+    def combine(first: InUse | None, second: InUse | None) -> InUse | None:
+        """What two findings of one image say together (the highest count, the latest
+        sighting): every finding of an image repeats the image's resource details."""
+        if first is None or second is None:
+            return first or second
+        last = [t for t in (first.last_at, second.last_at) if t is not None]
+        return InUse(max(first.count, second.count), max(last) if last else None)
+
+
+def _count(value: object) -> int | None:
+    """A count AWS reports (a whole number >= 0, maybe as text or a float); None otherwise."""
+    number = _number(value)
+    if number is None or number < 0 or number != int(number) or number > 2**53:
+        return None
+    return int(number)
+
+
+def in_use_of(raw: Mapping[str, Any]) -> InUse | None:
+    """What an enhanced finding's image resource says about the image's use; None when it
+    says nothing (no ``inUseCount`` and no ``lastInUseAt``, or values that are not ones)."""
+    for resource in _list(raw.get("resources")):
+        details = resource.get("details") if isinstance(resource, Mapping) else None
+        image = details.get("awsEcrContainerImage") if isinstance(details, Mapping) else None
+        if not isinstance(image, Mapping):
+            continue
+        count = _count(image.get("inUseCount"))
+        last = parse_timestamp(image.get("lastInUseAt"))
+        if count is not None or last is not None:
+            return InUse(count or 0, last)
+    return None

@@ -18,7 +18,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.domain.findings import Finding, FindingsError, FindingsReader, from_enhanced
+from gatekeeper.domain.findings import (
+    Finding,
+    FindingsError,
+    FindingsReader,
+    InUse,
+    from_enhanced,
+)
 
 _ECR_IMAGE = "AWS_ECR_CONTAINER_IMAGE"
 
@@ -34,6 +40,7 @@ class ScanInput:
     pages: int = 0
     problems: list[str] = field(default_factory=list)
     next_token: str | None = None  # every page says more follow: the last one's token
+    in_use: InUse | None = None  # what enhanced findings say of the image's use
 
 
 def _documents(text: str) -> Iterator[Any]:
@@ -102,6 +109,7 @@ def _read_scan(text: str, digest: str | None) -> ScanInput:
         if found and all(found):
             result.next_token = found[-1]
     result.findings = reader.findings
+    result.in_use = reader.in_use
     result.problems = reader.problems()
     if result.pages and not result.status:
         result.problems.insert(0, "document 1 has no imageScanStatus.status: nothing says the "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from gatekeeper.domain.findings import Finding
+from gatekeeper.domain.findings import Finding, InUse
 
 
 class Outcome(enum.StrEnum):
@@ -110,6 +110,7 @@ class Verdict:
     mode: str = "enforce"
     enforcement: str = "tag"  # "archive": a quarantined image is archived (pulls fail)
     review_at: datetime | None = None  # when an exception expires or a grace period ends
+    in_use: InUse | None = None  # whether the image runs somewhere (None: unknown)
 
     @property
     def approved(self) -> bool:
@@ -118,3 +119,9 @@ class Verdict:
     @property
     def monitor(self) -> bool:
         return self.mode == "monitor"
+
+    @property
+    def quarantined_in_use(self) -> bool:
+        """The alert that matters most: a quarantined image that is running."""
+        return self.outcome is Outcome.QUARANTINED and self.in_use is not None \
+            and self.in_use.running

@@ -132,7 +132,8 @@ def verdict_notification(
 ) -> Notification:
     shown_tags = ", ".join(tags) if tags else "(untagged)"
     name = f"{image.repository}:{tags[0]}" if tags else image.short
-    subject = _subject(f"[{verdict.outcome}] {name}")
+    label = f"{verdict.outcome}, IN USE" if verdict.quarantined_in_use else verdict.outcome
+    subject = _subject(f"[{label}] {name}")
     change = f"was {previous}" if previous else "first verdict"  # the outcome is said once
     counts = ", ".join(f"{k} {v}" for k, v in verdict.counts.items()) or "none"
     lines = [
@@ -143,6 +144,7 @@ def verdict_notification(
         f"Tags:         {shown_tags}",
         f"Digest:       {image.digest}",
         f"Verdict:      {verdict.outcome} ({change})",
+        *([f"In use:       {verdict.in_use.describe()}"] if verdict.in_use else []),
         f"Marker tag:   {marker or '(none)'}",
         f"Scan status:  {verdict.scan_status}",
         f"Findings:     {counts}",
@@ -171,6 +173,8 @@ def verdict_notification(
         attributes["channel"] = channel
     if verdict_id:  # the same for every delivery of one verdict: subscribers drop duplicates
         attributes["verdict_id"] = verdict_id
+    if verdict.in_use is not None:  # absent when unknown (basic scanning never knows)
+        attributes["in_use"] = "true" if verdict.in_use.running else "false"
     document = {
         **_envelope("verdict", time=time, trigger=trigger, channel=channel,
                     verdict_id=verdict_id),
@@ -180,6 +184,7 @@ def verdict_notification(
                                     digest=image.digest, tags=tags, decided_at=time or None,
                                     verdict_revision=_revision(verdict_id)),
         "omitted": {"counted": 0, "ignored": 0},
+        "in_use": verdict.in_use.as_dict() if verdict.in_use else None,
         "text": text,
     }
     chatbot = _verdict_chatbot(image, verdict, name, previous, verdict_id)
@@ -198,6 +203,7 @@ def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str
     outcome = str(verdict.outcome)
     change = f"was {previous}" if previous else "first verdict"  # the title says the outcome
     description = [f"*{escape(change)}* · `{image.digest}`",
+                   *([f"*{escape(verdict.in_use.describe())}*"] if verdict.in_use else []),
                    f"Policy version `{escape(verdict.policy_version)}`, rule "
                    f"`{escape(verdict.matched_rule)}`, mode {verdict.mode}", ""]
     description += [f"• {escape(reason)}" for reason in verdict.reasons[:10]]
@@ -225,7 +231,8 @@ def _verdict_chatbot(image: ImageRef, verdict: Verdict, name: str, previous: str
         "id": verdict_id or f"{image.digest[7:19]}-{outcome}",
         "content": {
             "textType": "client-markdown",
-            "title": _clip(f"{ICONS.get(outcome, '')} {outcome}: {escape(name)}",
+            "title": _clip(f"{ICONS.get(outcome, '')} {outcome}"
+                           f"{', IN USE' if verdict.quarantined_in_use else ''}: {escape(name)}",
                            _CHATBOT_TITLE_MAX),
             "description": _clip("\n".join(description), _CHATBOT_DESCRIPTION_MAX),
             "nextSteps": steps,
@@ -362,7 +369,7 @@ def digest_entry(image: ImageRef, verdict: Verdict, *, previous: str | None, tri
             "outcome": str(verdict.outcome), "previous": previous, "trigger": trigger,
             "verdict_id": verdict_id, "reasons": [r[:300] for r in verdict.reasons[:5]],
             "highest_severity": verdict.highest_severity, "console_url": image.console_url(),
-            "time": time}
+            "time": time, "in_use": verdict.in_use.as_dict() if verdict.in_use else None}
 
 
 def digest_notification(entries: Sequence[Mapping[str, Any]], *, time: str,

@@ -80,6 +80,9 @@ def record_document(record: Any, tags: list[str]) -> dict[str, Any]:
         # the verdict signed with the stack's key (a DSSE envelope), None when unsigned
         "envelope": getattr(record, "envelope", None),
         "signed_by": signed_by(record),
+        # whether the image runs somewhere ({count, last_at}); None when unknown
+        "in_use": in_use.as_dict() if (in_use := getattr(record, "in_use", None)) else None,
+        "exceptions_used": list(getattr(record, "exceptions_used", ())),
     }
 
 

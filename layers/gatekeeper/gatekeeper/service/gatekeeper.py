@@ -242,6 +242,8 @@ class Gatekeeper:
                 and not storage_due and not forged):
             review_at = verdict.review_at.isoformat() if verdict.review_at else None
             if (not details_same or record.review_at != review_at
+                    or record.in_use != verdict.in_use
+                    or record.exceptions_used != _exception_ids(verdict)
                     or record.policy_order != (judged.policy.order or record.policy_order)):
                 updated = self._record(record, event, verdict, marker, actual, judged,
                                        settled=True, previous=record.previous_state)
@@ -321,7 +323,8 @@ class Gatekeeper:
             return Result("enforced", repo, digest, verdict=str(verdict.outcome),
                           marker=committed.marker, reason="verdict unchanged; image reconciled")
         return Result("judged", repo, digest, verdict=str(verdict.outcome), previous=previous,
-                      marker=committed.marker, notified=notified)
+                      marker=committed.marker, notified=notified,
+                      in_use=verdict.in_use.running if verdict.in_use else None)
 
     def _gone(self, record: ImageRecord | None, repo: str, digest: str, gone: ImageGone,
               verdict: Verdict, *, committed: bool = False) -> Result:
@@ -406,6 +409,8 @@ class Gatekeeper:
             review_at=verdict.review_at.isoformat() if verdict.review_at else None,
             created_at=base.created_at or self._now(),
             previous_state=previous,
+            in_use=verdict.in_use,
+            exceptions_used=_exception_ids(verdict),
         )
 
     def _signed(self, pending: ImageRecord) -> ImageRecord:
@@ -435,6 +440,11 @@ class Gatekeeper:
         return self.clock().isoformat()
 
 
+def _exception_ids(verdict: Verdict) -> tuple[str, ...]:
+    """The ids of the exceptions a verdict applied, as its record keeps them."""
+    return tuple(dict.fromkeys(e.id for e in verdict.exceptions_used))
+
+
 def _recorded_verdict(record: ImageRecord) -> Verdict:
     """A committed verdict as the store keeps it (its reasons and counts, not its findings)."""
     return Verdict(outcome=Outcome(record.state), reasons=record.reasons,
@@ -442,4 +452,4 @@ def _recorded_verdict(record: ImageRecord) -> Verdict:
                    highest_severity=record.highest_severity,
                    scan_status=record.scan_status or "UNKNOWN",
                    matched_rule=record.matched_rule or "default",
-                   mode="enforce" if record.marker else "monitor")
+                   mode="enforce" if record.marker else "monitor", in_use=record.in_use)

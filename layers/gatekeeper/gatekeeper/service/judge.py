@@ -65,6 +65,8 @@ class Judge:
         verdict = self._verdict(event, scan, policy)
         if verdict is None:
             return Pending("no finished scan yet; waiting for the scan event", scan)
+        if scan is not None and scan.in_use is not None:
+            verdict = replace(verdict, in_use=scan.in_use)
         completed = (scan.completed_at.astimezone(UTC).isoformat()
                      if scan and scan.completed_at else None)
         if (record is not None and record.judged and completed and record.scan_completed_at

@@ -74,6 +74,7 @@ class Result:
     marker: str | None = None
     notified: bool = False
     reason: str | None = None
+    in_use: bool | None = None  # the image runs somewhere (None: unknown)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
