@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
 from gatekeeper.adapters.spoke import SpokeSessions
 from gatekeeper.adapters.store import VerdictStore
+from gatekeeper.config import GateConfig
 from gatekeeper.domain.scope import Scope
 from gatekeeper.service import sweep
 from gatekeeper.service.hub import MAX_DELAY, deferral_delay
@@ -439,3 +441,69 @@ def test_the_policy_s_account_rules_apply_to_each_member_account(org: Org, conte
     assert "group:sandbox" in record.matched_rule
     assert quarantined(a) in org.tags(A_EAST, "team/app", a)
     assert judged_b["status"] == "judged"
+
+
+# --- the verdict gate answers for the organization's registries --------------------------------
+
+def registry(scope: Scope) -> str:
+    return f"{scope.account}.dkr.ecr.{scope.region}.amazonaws.com"
+
+
+def hub_gate(org: Org) -> Any:
+    config = GateConfig.for_key(org.world.config.table_name, str(org.world.config.signing_key_arn))
+    return runtime.build_gate(replace(config, organization_id=ORGANIZATION,
+                                      spoke_role_name=ROLE), org.world.session)
+
+
+def test_the_hub_s_gate_answers_for_a_member_account_s_image_by_digest_and_by_tag(
+        org: Org, context: Any) -> None:
+    # Given an approved image in account A and a quarantined one in account B
+    a = org.push(A_WEST, "team/app", tag="v1", seed="a")
+    b = org.push(B_WEST, "team/app", tag="v1", seed="b")
+    org.scanned(A_WEST, "team/app", a, "basic-clean")
+    org.scanned(B_WEST, "team/app", b, "basic-critical")
+    for scope, digest in ((A_WEST, a), (B_WEST, b)):
+        on_scan(event_in(scope, scan_event("team/app", digest)), context)
+    gate = hub_gate(org)
+
+    # When deploy tooling asks about each by its registry's URI
+    # Then A's image may run, by digest and by tag (resolved in A through its spoke role),
+    # and B's may not
+    assert gate.check(f"{registry(A_WEST)}/team/app@{a}").allowed
+    assert gate.check(f"{registry(A_WEST)}/team/app:v1").allowed
+    refused = gate.check(f"{registry(B_WEST)}/team/app:v1")
+    assert not refused.allowed and refused.verdict == "QUARANTINED"
+
+
+def test_a_member_s_approval_copied_onto_another_account_s_record_is_refused(
+        org: Org, context: Any) -> None:
+    # Given the same image (same digest) approved in account A and quarantined in account B
+    digest = org.push(A_EAST, "team/app", seed="same")
+    org.push(B_EAST, "team/app", seed="same")
+    org.scanned(A_EAST, "team/app", digest, "basic-clean")
+    org.scanned(B_EAST, "team/app", digest, "basic-critical")
+    on_scan(event_in(A_EAST, scan_event("team/app", digest)), context)
+    on_scan(event_in(B_EAST, scan_event("team/app", digest)), context)
+    store = org.store()
+    approved_a = store.scoped(A_EAST).get("team/app", digest)
+    quarantined_b = store.scoped(B_EAST).get("team/app", digest)
+    assert approved_a is not None and quarantined_b is not None
+
+    # When someone with write access to the table copies A's signed approval onto B's record
+    forged = replace(quarantined_b, state=approved_a.state, envelope=approved_a.envelope,
+                     verdict_revision=approved_a.verdict_id_revision, reasons=())
+    store.scoped(B_EAST).put(forged, quarantined_b.revision)
+
+    # Then the gate refuses B's image: the signature names A's registry, not B's
+    decision = hub_gate(org).check(f"{registry(B_EAST)}/team/app@{digest}")
+    assert not decision.allowed
+    assert "signed for" in decision.reason and registry(A_EAST) in decision.reason
+    # while A's own image still passes
+    assert hub_gate(org).check(f"{registry(A_EAST)}/team/app@{digest}").allowed
+
+
+def test_a_single_account_stack_s_gate_refuses_other_registries(org: Org) -> None:
+    config = GateConfig.for_key(org.world.config.table_name, str(org.world.config.signing_key_arn))
+    gate = runtime.build_gate(config, org.world.session)
+    decision = gate.check(f"{registry(A_EAST)}/team/app@sha256:{'c' * 64}")
+    assert not decision.allowed and "not this gatekeeper's registry" in decision.reason

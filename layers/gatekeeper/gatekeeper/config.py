@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from gatekeeper.domain.markers import MarkerScheme
@@ -139,6 +139,10 @@ class GateConfig:
     other_registries: str = "deny"  # "allow" or "deny": images outside Amazon ECR
     account: str = ""
     region: str = ""
+    # An organization's hub also answers for its member accounts' registries (their tags
+    # resolved through their spoke roles); a single-account stack refuses every other registry.
+    organization_id: str | None = None
+    spoke_role_name: str = "ecr-scan-gatekeeper-spoke"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateConfig:
@@ -151,8 +155,11 @@ class GateConfig:
         if other not in ("allow", "deny"):
             read.problems.append(f"{OTHER_REGISTRIES_ENV} must be allow or deny, not "
                                  f"{_shown(other)}")
+        organization = read.organization()
         read.check()
-        return cls.for_key(table, key, other)
+        return replace(cls.for_key(table, key, other),
+                       organization_id=organization["organization_id"],
+                       spoke_role_name=organization["spoke_role_name"] or "")
 
     @classmethod
     def for_key(cls, table_name: str, key_arn: str, other_registries: str = "deny"

@@ -35,6 +35,7 @@ from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
     from gatekeeper.domain.admission import Gate
+    from gatekeeper.domain.scope import Scope
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.gate import VerdictGate
     from gatekeeper.service.hub import Hub
@@ -109,11 +110,22 @@ def build_gate(config: GateConfig, session: boto3.session.Session | None = None
     from gatekeeper.service.gate import VerdictGate
 
     session = session or boto3.session.Session()
+    member_images = None
+    if config.organization_id:
+        from gatekeeper.adapters.spoke import SPOKE_BOTO_CONFIG, SpokeSessions
+
+        spokes = SpokeSessions(session.client("sts", config=SPOKE_BOTO_CONFIG),
+                               config.spoke_role_name,
+                               session.get_partition_for_region(config.region or "us-east-1"))
+
+        def member_images(scope: Scope) -> EcrImages:
+            return EcrImages(spokes.client("ecr", scope))
+
     return VerdictGate(
         images=EcrImages(session.client("ecr", config=BOTO_CONFIG)),
         store=VerdictStore(session.client("dynamodb", config=BOTO_CONFIG), config.table_name),
         verifier=KmsVerifier(session.client("kms", config=BOTO_CONFIG), config.signing_key_arn),
-        config=config,
+        config=config, member_images=member_images,
     )
 
 

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gatekeeper.domain.scope import Scope
+
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://github.com/ecr-scan-gatekeeper/verdict/v1"
@@ -99,6 +101,17 @@ def predicate(*, outcome: str, repository: str, digest: str, policy_version: str
             "digest": digest, "policy_version": policy_version, "decided_at": decided_at,
             "verdict_revision": verdict_revision, "reasons": list(reasons),
             "counts": {str(k): int(v) for k, v in sorted(counts.items())}}
+
+
+def subject_name(repository: str, scope: Scope | None = None) -> str:
+    """The name a verdict is signed for: the repository for an image of the stack's own
+    account and Region; for a member account's image (an organization's hub) the repository
+    as its registry names it, ``<account>.dkr.ecr.<region>.amazonaws.com/<repository>``, so
+    that a verdict signed for one account's image never passes for another's with the same
+    repository name and digest."""
+    if scope is None:
+        return repository
+    return f"{scope.account}.dkr.ecr.{scope.region}.amazonaws.com/{repository}"
 
 
 def statement(repository: str, digest: str, document: Mapping[str, Any]) -> bytes:

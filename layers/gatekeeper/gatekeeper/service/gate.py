@@ -3,7 +3,10 @@
 For one image name as a deployment writes it (:func:`gatekeeper.domain.images.parse_image`):
 
 1. outside Amazon ECR: the stack's setting (``other_registries``: allow or deny);
-2. in another account's or Region's registry: refused (not this gatekeeper's registry);
+2. in another account's or Region's registry: refused (not this gatekeeper's registry), except
+   at an organization's hub, which answers for its member accounts' registries too (their
+   verdicts are the table's items of that account and Region, signed for the image as that
+   registry names it; their tags are resolved through the account's spoke role);
 3. a tag is resolved to the digest it names in ECR now (an unknown tag or repository:
    refused); a digest is taken as written;
 4. the image's verdict record, its envelope (none: "unsigned verdict"), the envelope's
@@ -18,6 +21,7 @@ A tag, a record or an envelope written by anyone without the key cannot pass ste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from gatekeeper.adapters.ecr import ImageGone
@@ -28,6 +32,7 @@ from gatekeeper.domain import attestation
 from gatekeeper.domain.admission import Decision
 from gatekeeper.domain.attestation import AttestationError
 from gatekeeper.domain.images import ImageName, ImageNameError, parse_image
+from gatekeeper.domain.scope import Scope
 from gatekeeper.domain.verdict import Outcome
 from gatekeeper.observability import logger
 
@@ -40,17 +45,33 @@ class TagResolver(Protocol):
 
 class RecordReader(Protocol):
     def get(self, repository: str, digest: str) -> ImageRecord | None: ...
+    def scoped(self, scope: Scope | None) -> RecordReader: ...
 
 
 class VerdictGate:
     """Implements :class:`gatekeeper.domain.admission.Gate` for the stack's verdicts."""
 
     def __init__(self, images: TagResolver, store: RecordReader, verifier: Verifier,
-                 config: GateConfig) -> None:
+                 config: GateConfig,
+                 member_images: Callable[[Scope], TagResolver] | None = None) -> None:
         self.images = images
         self.store = store
         self.verifier = verifier
         self.config = config
+        self.member_images = member_images  # an organization's hub: a member's ECR
+
+    def _scope(self, name: ImageName) -> tuple[Scope | None, str | None]:
+        """The registry's scope (None: the stack's own), or why the gate cannot answer."""
+        account, region = name.ecr_account, name.ecr_region
+        if (account, region) == (self.config.account, self.config.region):
+            return None, None
+        if self.config.organization_id and account and region:
+            try:
+                return Scope(account, region), None
+            except ValueError as err:
+                return None, f"not a registry of this organization's accounts ({err})"
+        return None, (f"not this gatekeeper's registry (it judges {self.config.account} in "
+                      f"{self.config.region})")
 
     def check(self, image: str) -> Decision:
         try:
@@ -77,31 +98,37 @@ class VerdictGate:
                             + ("allowed by the stack's setting" if allowed
                                else "refused by the stack's setting (other registries: deny)"),
                             repository=repo)
-        if (name.ecr_account, name.ecr_region) != (self.config.account, self.config.region):
-            return Decision(False, image, f"not this gatekeeper's registry (it judges "
-                            f"{self.config.account} in {self.config.region})", repository=repo)
+        scope, refusal = self._scope(name)
+        if refusal is not None:
+            return Decision(False, image, refusal, repository=repo)
         digest = name.digest
         if digest is None:
+            if scope is not None and self.member_images is None:
+                return Decision(False, image, "a tag in a member account's registry cannot be "
+                                "resolved here; name the image by digest", repository=repo)
+            images = self.images if scope is None else self.member_images(scope)  # type: ignore[misc]
             try:
-                digest = self.images.holder(repo, name.tag or "latest")
+                digest = images.holder(repo, name.tag or "latest")
             except ImageGone:
                 return Decision(False, image, f"no repository {repo} in this registry",
                                 repository=repo)
             if digest is None:
                 return Decision(False, image, f"no image tagged {name.tag} in {repo}",
                                 repository=repo)
-        return self.check_digest(repo, digest, image)
+        return self.check_digest(repo, digest, image, scope)
 
-    def check_digest(self, repo: str, digest: str, image: str | None = None) -> Decision:
+    def check_digest(self, repo: str, digest: str, image: str | None = None,
+                     scope: Scope | None = None) -> Decision:
         """Steps 4 and 5 for an image already resolved to its digest (``gatekeeper verify``
-        resolves names itself); errors are the caller's to handle."""
+        resolves names itself), of the stack's own registry or (``scope``) a member
+        account's; errors are the caller's to handle."""
         image = image or f"{repo}@{digest}"
 
         def refused(reason: str, verdict: str | None = None) -> Decision:
             return Decision(False, image, reason, repository=repo, digest=digest,
                             verdict=verdict)
 
-        record = self.store.get(repo, digest)
+        record = (self.store if scope is None else self.store.scoped(scope)).get(repo, digest)
         if record is None:
             return refused("no verdict for this image")
         if record.state == PENDING:
@@ -112,7 +139,7 @@ class VerdictGate:
             envelope = attestation.read_envelope(record.envelope)
             self._verify(envelope)
             statement = attestation.read_statement(envelope)
-            attestation.check_subject(statement, repo, digest)
+            attestation.check_subject(statement, attestation.subject_name(repo, scope), digest)
             attestation.check_current(statement, record.state, record.verdict_id_revision)
         except AttestationError as err:
             return refused(f"signed verdict refused: {err}", record.state)

@@ -59,6 +59,7 @@ class Gatekeeper:
         leases: Leases | None = None,
         signer: Signer | None = None,
         scope: Scope | None = None,
+        member: bool = False,
     ) -> None:
         self.images = images
         self.store = store
@@ -70,6 +71,8 @@ class Gatekeeper:
         self.leases = leases or Leases(store)
         self.signer = signer  # None: the stack has no signing key, verdicts go unsigned
         self.scope = scope  # the account and Region of the images judged here (None: unknown)
+        self.member = member  # a member account's images (an organization's hub): their
+        # records are keyed, and their verdicts signed, with their account and Region
         self.judge = Judge(images, store, policies, lambda: self.clock(), scope)
         self.enforcer = Enforcer(images, markers)
         self.announcer = Announcer(notifier, store, self._now, scope)
@@ -83,7 +86,7 @@ class Gatekeeper:
             images=images, store=store, notifier=self.notifier, policies=self.policies,
             markers=self.markers, clock=self.clock, start_scans=self.start_scans,
             leases=self.leases.on(store),
-            signer=self.signer, scope=scope)
+            signer=self.signer, scope=scope, member=True)
 
     def handle(self, event: ImageEvent, _depth: int = 0) -> Result:
         owner = self.leases.new_owner()
@@ -420,7 +423,9 @@ class Gatekeeper:
         if self.signer is None:
             return replace(pending, envelope=None)
         pending = bounded(replace(pending, envelope=None), MAX_ITEM_BYTES // 3)
-        payload = attestation.statement(pending.repository, pending.digest, attestation.predicate(
+        subject = attestation.subject_name(pending.repository,
+                                           self.scope if self.member else None)
+        payload = attestation.statement(subject, pending.digest, attestation.predicate(
             outcome=pending.state, repository=pending.repository, digest=pending.digest,
             policy_version=pending.policy_version, decided_at=pending.decided_at,
             verdict_revision=pending.verdict_revision, reasons=pending.reasons,
