@@ -1215,3 +1215,61 @@ def test_validate_pathological_policies(capsys: Any, tmp_path: Path, text: str) 
     policy = write(tmp_path / "policy.yaml", text)
     code, out, err = run(capsys, "policy", "validate", policy)
     assert_validate_contract(code, out, err)
+
+
+# --- Trivy / Grype reports in, SARIF out -----------------------------------------------------
+
+SCANNERS = ROOT / "tests" / "fixtures" / "scanners"
+
+
+@pytest.mark.parametrize("scanner", ["trivy", "grype"])
+def test_a_scanner_report_is_judged_before_the_push(capsys: Any, strict: str,
+                                                    scanner: str) -> None:
+    # Given a Trivy or Grype report of team-a/web:v1 with a fixed CRITICAL finding
+    report = str(SCANNERS / f"{scanner}-image.json")
+    # When CI evaluates it, naming the format, as the positional FINDINGS argument
+    code, out, err = run(capsys, "evaluate", "--input-format", scanner, report,
+                         "--policy", strict)
+    # Then the image is quarantined, named as the report names it
+    assert (code, err) == (1, "")
+    assert out.startswith("QUARANTINED  team-a/web:v1  (sha256:7368dd6c")
+    assert "CVE-2024-5535" in out
+
+
+def test_a_clean_scanner_report_approves(capsys: Any, strict: str) -> None:
+    code, out, _ = run(capsys, "evaluate", str(SCANNERS / "trivy-clean.json"),
+                       "--policy", strict)
+    assert code == 0 and out.startswith("APPROVED  team-a/web:v2")
+
+
+@pytest.mark.parametrize("scanner", ["trivy", "grype"])
+def test_a_malformed_scanner_report_is_an_input_error(capsys: Any, strict: str,
+                                                      scanner: str) -> None:
+    code, out, err = run(capsys, "evaluate", "--findings",
+                         str(SCANNERS / f"{scanner}-malformed.json"), "--policy", strict)
+    assert (code, out) == (2, "")
+    assert "nothing is judged" in err and "CVE-2024-5535" in err
+
+
+def test_an_unrecognised_document_says_which_formats_are_read(capsys: Any, tmp_path: Path,
+                                                              strict: str) -> None:
+    code, _, err = run(capsys, "evaluate", write(tmp_path / "x.json", {"vulns": []}),
+                       "--policy", strict)
+    assert code == 2 and "--input-format trivy|grype" in err
+
+
+def test_findings_named_twice_or_not_at_all_is_a_usage_error(capsys: Any, strict: str) -> None:
+    report = str(SCANNERS / "trivy-clean.json")
+    assert run(capsys, "evaluate", report, "--findings", report, "--policy", strict)[0] == 2
+    code, _, err = run(capsys, "evaluate", "--policy", strict)
+    assert code == 2 and "name the findings once" in err
+
+
+def test_sarif_output_keeps_the_exit_code_and_names_the_verdict(capsys: Any,
+                                                                strict: str) -> None:
+    code, out, err = run(capsys, "evaluate", str(SCANNERS / "grype-image.json"),
+                         "--format", "sarif", "--policy", strict)
+    log = json.loads(out)
+    assert (code, err, log["version"]) == (1, "", "2.1.0")
+    assert log["runs"][0]["properties"]["verdict"] == "QUARANTINED"
+    assert log["runs"][0]["invocations"][0]["exitCode"] == 1
