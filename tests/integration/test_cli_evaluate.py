@@ -1273,3 +1273,61 @@ def test_sarif_output_keeps_the_exit_code_and_names_the_verdict(capsys: Any,
     assert (code, err, log["version"]) == (1, "", "2.1.0")
     assert log["runs"][0]["properties"]["verdict"] == "QUARANTINED"
     assert log["runs"][0]["invocations"][0]["exitCode"] == 1
+
+
+# --- OpenVEX documents named by the policy -------------------------------------------------
+
+VEX_FIXTURES = ROOT / "tests" / "fixtures" / "vex"
+
+
+def policy_with_vex(tmp_path: Path, *documents: str) -> str:
+    """A policy in its own folder naming ``documents``, copied beside it under vex/."""
+    folder = tmp_path / "security"
+    (folder / "vex").mkdir(parents=True)
+    for name in documents:
+        (folder / "vex" / name).write_bytes((VEX_FIXTURES / name).read_bytes())
+    names = ", ".join(f"vex/{name}" for name in documents)
+    return write(folder / "policy.yaml", "version: 1\ndefault:\n  max_findings: "
+                 "{CRITICAL: 0, HIGH: 0}\n  ignore_unfixed: true\n" + f"vex: [{names}]\n")
+
+
+def test_vex_statements_named_by_the_policy_approve_what_they_cover(capsys: Any,
+                                                                    tmp_path: Path) -> None:
+    # Given a policy naming the image's VEX document (a path relative to the policy file)
+    policy = policy_with_vex(tmp_path, "web.openvex.json")
+    report = str(SCANNERS / "trivy-image.json")
+    # When the Trivy report is evaluated
+    code, out, err = run(capsys, "evaluate", report, "--policy", policy)
+    # Then the CRITICAL and HIGH findings the VEX document covers are excepted, with why
+    assert (code, err) == (0, ""), out
+    assert ("CVE-2024-5535: excepted by VEX https://vex.example.com/team-a/web/2026-11-30.1: "
+            "not_affected (vulnerable_code_not_in_execute_path)") in out
+    # and in SARIF they are suppressed with that justification
+    _, sarif_out, _ = run(capsys, "evaluate", report, "--policy", policy, "--format", "sarif")
+    suppressed = {r["ruleId"]: r["suppressions"][0]["justification"]
+                  for r in json.loads(sarif_out)["runs"][0]["results"] if "suppressions" in r}
+    assert suppressed["CVE-2024-4068"].startswith("excepted by VEX")
+
+
+def test_a_broken_vex_document_fails_the_policy_with_a_located_error(capsys: Any,
+                                                                     tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path, "web.openvex.json", "broken.openvex.json")
+    code, out, err = run(capsys, "evaluate", str(SCANNERS / "trivy-image.json"),
+                         "--policy", policy)
+    assert (code, out) == (2, "")
+    assert "broken.openvex.json: statements[1].status: expected one of" in err
+    # and policy validate refuses it the same way
+    assert run(capsys, "policy", "validate", policy)[0] == 2
+
+
+def test_a_missing_vex_file_is_a_located_error(capsys: Any, tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path)
+    Path(policy).write_text(Path(policy).read_text().replace("vex: []", "vex: [vex/gone.json]"))
+    code, _, err = run(capsys, "policy", "validate", policy)
+    assert code == 2 and "vex[0]: cannot read" in err and "gone.json" in err
+
+
+def test_policy_validate_counts_the_vex_statements(capsys: Any, tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path, "web.openvex.json")
+    code, out, _ = run(capsys, "policy", "validate", policy)
+    assert code == 0 and "1 VEX document(s) with 5 statement(s)" in out

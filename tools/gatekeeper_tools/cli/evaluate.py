@@ -89,7 +89,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
     verdict = evaluation.judge_scan(policy, repository, scan.status, scan.description,
-                                    scan.findings)
+                                    scan.findings, digest=scan.digest)
     if verdict is None:
         raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
     code = exit_code(verdict)

@@ -8,9 +8,11 @@ environment, as for the other operator commands. Exit 0 done, 2 usage or input e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from gatekeeper.domain.policy import Policy, parse_policy
+from gatekeeper.domain import vex
+from gatekeeper.domain.policy import Policy, PolicyError, PolicyIssue, parse_policy
 from gatekeeper_tools.cli.deployment import (
     EXIT_OK,
     add_location_options,
@@ -20,9 +22,29 @@ from gatekeeper_tools.cli.deployment import (
 
 
 def read_policy(path: str) -> tuple[bytes, Policy]:
-    """The file's bytes and the policy they hold; PolicyError (located) when invalid."""
+    """The file's bytes and the policy they hold, with the VEX documents it names (paths
+    relative to the policy file); PolicyError (located) when either is invalid."""
     data = Path(path).read_bytes()
-    return data, parse_policy(data, source=path, version="local")
+    policy = parse_policy(data, source=path, version="local")
+    if not policy.vex_files:
+        return data, policy
+    return data, dataclasses.replace(policy, vex=vex.load_documents(_vex_files(path, policy)))
+
+
+def _vex_files(path: str, policy: Policy) -> list[tuple[str, bytes]]:
+    """Each VEX file the policy names, read; PolicyError naming every one that cannot be."""
+    folder = Path(path).parent
+    found, issues = [], []
+    for index, name in enumerate(policy.vex_files):
+        file = folder / name
+        try:
+            found.append((str(file), file.read_bytes()))
+        except OSError as err:
+            issues.append(PolicyIssue(f"vex[{index}]", f"cannot read {file}: "
+                                                      f"{err.strerror or err}"))
+    if issues:
+        raise PolicyError(issues, source=path)
+    return found
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +73,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def validate_command(args: argparse.Namespace) -> int:
     _, policy = read_policy(args.file)
-    print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s))")
+    documents = len(policy.vex.documents) if policy.vex else 0
+    statements = sum(len(d.statements) for d in policy.vex.documents) if policy.vex else 0
+    print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s)"
+          + (f", {documents} VEX document(s) with {statements} statement(s)" if documents
+             else "") + ")")
     return EXIT_OK
 
 

@@ -60,7 +60,8 @@ def explain(verdict: Verdict, limit: int = 50) -> list[str]:
     counted = _ordered(verdict.counted)
     # an exploitable finding blocks even when another rule made it not count
     blockers = [f for f in counted if f.id in blocking] + _ordered(tuple(
-        i.finding for i in verdict.ignored if i.why != "exception" and i.finding.id in blocking))
+        i.finding for i in verdict.ignored
+        if i.why not in ("exception", "vex") and i.finding.id in blocking))
     section("Findings that block", [finding_line(f) for f in blockers])
     section("Other findings that count",
             [finding_line(f) for f in counted if f.id not in blocking])
