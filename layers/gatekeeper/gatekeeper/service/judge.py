@@ -91,7 +91,7 @@ class Judge:
         repo, now = event.repository, self.clock()
         if scan is not None:
             verdict = evaluation.judge_scan(policy, repo, scan.status, scan.description,
-                                            scan.findings, now)
+                                            scan.findings, now, digest=event.digest)
             if verdict is not None:
                 return verdict
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
