@@ -1,6 +1,7 @@
 """``gatekeeper policy validate|push``: check the severity policy, and publish it.
 
-``push`` validates first and never uploads a policy the functions would reject. The bucket and
+``push`` validates first and never uploads a policy the functions would reject; the VEX files
+the policy names go first, to the same path relative to the policy object. The bucket and
 key come from ``--bucket``/``--key``, else the stack's outputs (``--stack``), else the
 environment, as for the other operator commands. Exit 0 done, 2 usage or input error.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import posixpath
 from pathlib import Path
 
+from gatekeeper.adapters.policy_source import VEX_FOLDER
 from gatekeeper.domain import vex
 from gatekeeper.domain.policy import Policy, PolicyError, PolicyIssue, parse_policy
 from gatekeeper_tools.cli.deployment import (
@@ -29,6 +32,22 @@ def read_policy(path: str) -> tuple[bytes, Policy]:
     if not policy.vex_files:
         return data, policy
     return data, dataclasses.replace(policy, vex=vex.load_documents(_vex_files(path, policy)))
+
+
+def _vex_keys(path: str, policy: Policy, key: str) -> list[tuple[str, str]]:
+    """(file, key) of each VEX file the policy names: beside the policy object as beside the
+    policy file, under vex/ of the bucket, where the functions may read them."""
+    found, issues = [], []
+    for index, name in enumerate(policy.vex_files):
+        vex_key = posixpath.normpath(posixpath.join(posixpath.dirname(key), name))
+        if not vex_key.startswith(VEX_FOLDER) or name.startswith("/"):
+            issues.append(PolicyIssue(f"vex[{index}]", f"{name!r} would be published as "
+                                      f"{vex_key!r}; the functions read VEX documents under "
+                                      f"{VEX_FOLDER} of the policy bucket only"))
+        found.append((name, vex_key))
+    if issues:
+        raise PolicyError(issues, source=path)
+    return found
 
 
 def _vex_files(path: str, policy: Policy) -> list[tuple[str, bytes]]:
@@ -82,12 +101,19 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def push_command(args: argparse.Namespace) -> int:
-    data, _ = read_policy(args.file)  # never upload what the functions would reject
+    data, policy = read_policy(args.file)  # never upload what the functions would reject
     deployment = resolve(region=args.region, endpoint_url=args.endpoint_url, stack=args.stack,
                          policy_bucket=args.bucket, policy_key=args.key)
     deployment.require("policy_bucket")
     bucket, key = str(deployment.policy_bucket), deployment.policy_key
-    response = deployment.session.client("s3").put_object(
+    s3 = deployment.session.client("s3")
+    # The VEX files first: the published policy never names a document not there yet.
+    for name, vex_key in _vex_keys(args.file, policy, key):
+        s3.put_object(Bucket=bucket, Key=vex_key, Body=(Path(args.file).parent / name)
+                      .read_bytes(), ContentType="application/json",
+                      ServerSideEncryption="AES256")
+        print(f"published {name} to s3://{bucket}/{vex_key}")
+    response = s3.put_object(
         Bucket=bucket, Key=key, Body=data, ContentType="application/yaml",
         ServerSideEncryption="AES256",
     )
