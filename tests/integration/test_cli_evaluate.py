@@ -1331,3 +1331,25 @@ def test_policy_validate_counts_the_vex_statements(capsys: Any, tmp_path: Path) 
     policy = policy_with_vex(tmp_path, "web.openvex.json")
     code, out, _ = run(capsys, "policy", "validate", policy)
     assert code == 0 and "1 VEX document(s) with 5 statement(s)" in out
+
+
+def test_the_readme_scanner_examples_run_as_written(capsys: Any, tmp_path: Path) -> None:
+    # Given the README's CI lines that scan with Trivy or Grype, then evaluate the report
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    commands = [line.split("&& ", 1)[1].rstrip("`.") for line in lines
+                if "&& gatekeeper evaluate --input-format" in line]
+    assert {shlex.split(c)[3] for c in commands} == {"trivy", "grype"}, commands
+    (tmp_path / "policy.yaml").write_bytes((ROOT / "policy.yaml").read_bytes())
+    for command in commands:
+        words = shlex.split(command)
+        scanner = words[words.index("--input-format") + 1]
+        (tmp_path / "scan.json").write_bytes((SCANNERS / f"{scanner}-image.json").read_bytes())
+        argv = words[1:words.index(">")] if ">" in words else words[1:]
+        # When each runs as written, on the scanner's report of an image with a CRITICAL
+        code, out, err = run(capsys, *argv)
+        # Then the image is judged with the repository's rules: quarantined, exit 1
+        assert (code, err) == (1, ""), command
+        if "sarif" in words:
+            assert json.loads(out)["runs"][0]["properties"]["verdict"] == "QUARANTINED"
+        else:
+            assert out.startswith("QUARANTINED  team-a/web:")

@@ -153,3 +153,21 @@ def test_the_policy_names_its_vex_documents() -> None:
         ("vex/web.openvex.json",), "vex/", None)
     with pytest.raises(PolicyError, match=r"vex\[0\]: expected a string"):
         parse_policy(STRICT + "vex: [{file: a.json}]\n")
+
+
+def readme_example(name: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"<!-- example: {name} -->")
+    block = text[text.index("\n", text.index("```", start)) + 1:]
+    return block[:block.index("```")]
+
+
+def test_the_readme_vex_examples_are_valid() -> None:
+    # Given the README's policy naming VEX documents, and its VEX document
+    policy = parse_policy(readme_example("vex-policy"))
+    index = vex.load_documents([("vex/web.openvex.json", readme_example("vex-document"))])
+    # Then both validate, and the statement exempts the finding it names in that image
+    assert policy.vex_files == ("vex/web.openvex.json",)
+    policy = dataclasses.replace(policy, vex=index)
+    assert judged(policy, [OPENSSL])["CVE-2024-5535"].endswith(
+        "not_affected (vulnerable_code_not_in_execute_path)")
