@@ -1302,6 +1302,12 @@ def test_vex_statements_named_by_the_policy_approve_what_they_cover(capsys: Any,
     assert (code, err) == (0, ""), out
     assert ("CVE-2024-5535: excepted by VEX https://vex.example.com/team-a/web/2026-11-30.1: "
             "not_affected (vulnerable_code_not_in_execute_path)") in out
+    # and the JSON document names the statement
+    _, json_out, _ = run(capsys, "evaluate", report, "--policy", policy, "--format", "json")
+    by_vex = {i["finding"]["id"]: i["vex"] for i in json.loads(json_out)["ignored"]
+              if i["why"] == "vex"}
+    assert by_vex["CVE-2024-5535"]["justification"] == "vulnerable_code_not_in_execute_path"
+    assert by_vex["CVE-2024-4068"]["status"] == "fixed"
     # and in SARIF they are suppressed with that justification
     _, sarif_out, _ = run(capsys, "evaluate", report, "--policy", policy, "--format", "sarif")
     suppressed = {r["ruleId"]: r["suppressions"][0]["justification"]

@@ -62,7 +62,9 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``
     (``digest``: the image's, which VEX statements may name)."""
     now = now or datetime.now(UTC)
-    vex = policy.vex.for_image(repository, digest) if policy.vex else None
+    # None unless a statement names this image: the loop then pays one test per finding
+    vex = (policy.vex.for_image(repository, digest) or None) if policy.vex else None
+    vex_ids = vex.by_id if vex is not None else None
     vexed: dict[str, str] = {}
     rules = policy.rules_for(repository)
     findings = findings if isinstance(findings, list | tuple) else list(findings)
@@ -100,7 +102,7 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
                     used[match.index] = match
                     ignore(new(Ignored, (finding, "exception", match.ref)))
                     continue
-        if vex:
+        if vex_ids and vex is not None and finding.key in vex_ids:
             statement = vex.exempting(finding)
             if statement is not None:
                 vexed.setdefault(finding.id, statement.describe())

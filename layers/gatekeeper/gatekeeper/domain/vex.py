@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from urllib.parse import unquote
 
@@ -107,6 +107,9 @@ class VexRef:
     justification: str | None = None
     impact_statement: str | None = None
     source: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v}
 
     def describe(self) -> str:
         why = self.justification or (f"impact: {self.impact_statement}"

@@ -124,7 +124,8 @@ def verdict_document(verdict: Verdict, *, repository: str, digest: str | None = 
         "counted": [_finding_dict(f) for f in _ordered(verdict.counted)],
         "ignored": [
             {"finding": _finding_dict(i.finding), "why": i.why, "detail": i.detail,
-             "exception": i.exception.as_dict() if i.exception else None}
+             "exception": i.exception.as_dict() if i.exception else None,
+             **({"vex": i.param.as_dict()} if i.why == "vex" else {})}
             for i in sorted(verdict.ignored, key=lambda i: (i.why, -i.finding.severity,
                                                             i.finding.id))
         ],
