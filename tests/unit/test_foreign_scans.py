@@ -111,3 +111,19 @@ def test_a_format_named_for_another_shape_is_refused() -> None:
         read_scan(report("trivy-image"), input_format="aws")
     with pytest.raises(FindingsError, match="expected one grype JSON report"):
         read_scan(report("grype-clean") + report("grype-clean"), input_format="grype")
+
+
+@pytest.mark.parametrize(("user_input", "repository", "tags"), [
+    ("registry:123456789012.dkr.ecr.us-east-1.amazonaws.com/team-a/web:v1", "team-a/web",
+     ["v1"]),
+    ("docker:team-a/web:v2", "team-a/web", ["v2"]),
+    ("docker-archive:web.tar", None, []),
+    ("dir:.", None, []),
+])
+def test_grype_source_schemes_name_the_image_or_nothing(user_input: str,
+                                                        repository: str | None,
+                                                        tags: list[str]) -> None:
+    body = json.loads(report("grype-clean"))
+    body["source"]["target"] = {"userInput": user_input}
+    scan = read_scan(json.dumps(body))
+    assert (scan.repository, scan.tags) == (repository, tags)

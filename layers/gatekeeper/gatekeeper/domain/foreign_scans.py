@@ -188,7 +188,7 @@ def _trivy_score(cvss: object, source: str | None) -> float | None:
 def _grype(scan: ForeignScan, report: Mapping[str, Any]) -> None:
     source = report.get("source") if isinstance(report.get("source"), Mapping) else {}
     target = source.get("target") if isinstance(source.get("target"), Mapping) else {}
-    _image(scan, target.get("userInput"), target.get("repoDigests"))
+    _image(scan, _grype_reference(target.get("userInput")), target.get("repoDigests"))
     if scan.digest is None and DIGEST.fullmatch(str(target.get("manifestDigest") or "")):
         scan.digest = target["manifestDigest"]
     matches = report.get("matches")
@@ -196,6 +196,24 @@ def _grype(scan: ForeignScan, report: Mapping[str, Any]) -> None:
         scan.reader.note("the report has no matches list: nothing says what was found")
         return
     scan.reader.add_list(matches, from_grype, "matches", located=from_grype)
+
+
+# Grype's source schemes: an image from a daemon or a registry names it; an archive, a
+# directory or an SBOM does not (--repository names whose rules apply then).
+_GRYPE_IMAGE_SCHEMES = ("docker:", "podman:", "registry:")
+_GRYPE_OTHER_SCHEMES = ("docker-archive:", "oci-archive:", "oci-dir:", "singularity:",
+                        "dir:", "file:", "sbom:")
+
+
+def _grype_reference(user_input: object) -> object:
+    if not isinstance(user_input, str):
+        return user_input
+    if user_input.startswith(_GRYPE_OTHER_SCHEMES):
+        return None
+    for scheme in _GRYPE_IMAGE_SCHEMES:
+        if user_input.startswith(scheme):
+            return user_input.removeprefix(scheme)
+    return user_input
 
 
 def from_grype(raw: Mapping[str, Any], where: str = "a Grype match") -> Finding:
