@@ -171,3 +171,30 @@ def test_the_readme_vex_examples_are_valid() -> None:
     policy = dataclasses.replace(policy, vex=index)
     assert judged(policy, [OPENSSL])["CVE-2024-5535"].endswith(
         "not_affected (vulnerable_code_not_in_execute_path)")
+
+
+@pytest.mark.parametrize(("purl", "matches", "others"), [
+    ("pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64", ["libssl3"], ["debian/libssl3"]),
+    ("pkg:npm/%40angular/core@17.0.0", ["@angular/core"], ["core"]),
+    ("pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1",
+     ["org.apache.logging.log4j:log4j-core", "log4j-core"], ["log4j-api"]),
+    ("pkg:golang/golang.org/x/net@v0.17.0", ["golang.org/x/net"], ["net"]),
+    ("pkg:pypi/requests@2.31.0", ["requests"], ["requests-oauthlib"]),
+])
+def test_a_package_purl_names_the_package_as_scanners_name_it(purl: str, matches: list[str],
+                                                              others: list[str]) -> None:
+    # Given a statement that a package is not affected, in every image
+    policy = dataclasses.replace(parse_policy(STRICT), vex=vex.load_documents([(
+        "doc.json", document(statements=[{
+            "vulnerability": {"name": "CVE-1"}, "products": [{"@id": purl}],
+            "status": "not_affected", "justification": "vulnerable_code_not_present"}]))]))
+    version = purl.rpartition("@")[2].partition("?")[0]
+
+    def excepted(name: str) -> bool:
+        finding = Finding("CVE-1", Severity.HIGH, Source.TRIVY, package=name,
+                          installed_version=version)
+        return bool(judged(policy, [finding], "team-z/any", None))
+
+    # Then it covers the package by the names scanners give it, and no other package
+    assert [name for name in matches if not excepted(name)] == []
+    assert [name for name in others if excepted(name)] == []

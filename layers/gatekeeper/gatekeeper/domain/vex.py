@@ -350,12 +350,28 @@ def _identifiers(item: object, at: str, problems: list[tuple[str, str]]) -> list
     return found
 
 
+# Purl types whose namespace is the distribution (pkg:deb/debian/openssl): scanners name the
+# package alone. Elsewhere the namespace is part of the name as scanners write it.
+_DISTRO_TYPES = frozenset({"deb", "rpm", "apk", "alpm"})
+
+
 def _package(identifier: str) -> Package | None:
+    """The package a purl names, by each name scanners give it: ``openssl`` for
+    ``pkg:deb/debian/openssl``, ``@angular/core`` for ``pkg:npm/%40angular/core``,
+    ``org.example:lib`` and ``lib`` for ``pkg:maven/org.example/lib``, the module path for
+    ``pkg:golang/...``. Never the name alone of a scoped or namespaced package elsewhere."""
     match = _PURL.fullmatch(identifier)
     if match is None or match["type"].lower() == "oci":
         return None
+    kind = match["type"].lower()
     path = [unquote(part) for part in match["path"].strip("/").split("/")]
-    names = {path[-1], "/".join(path[-2:])} if len(path) > 1 else {path[-1]}
+    name, namespace = path[-1], "/".join(path[:-1])
+    if not namespace or kind in _DISTRO_TYPES:
+        names = {name}
+    elif kind == "maven":
+        names = {f"{namespace}:{name}", name}  # Trivy writes group:artifact, Grype artifact
+    else:
+        names = {f"{namespace}/{name}"}
     version = unquote(match["version"]) if match["version"] else None
     return Package(frozenset(names), version)
 
