@@ -187,7 +187,7 @@ def _vex_reasons(vexed: Mapping[str, str], shown: int = 10) -> tuple[str, ...]:
     """One reason per vulnerability a VEX statement excepted (the first ``shown``)."""
     lines = [f"{name}: {text}" for name, text in sorted(vexed.items())]
     more = len(lines) - shown
-    return tuple(lines[:shown]) + ((f"and {more} more finding(s) excepted by VEX",)
+    return tuple(lines[:shown]) + ((f"and {more} more vulnerabilities excepted by VEX",)
                                    if more > 0 else ())
 
 
