@@ -254,3 +254,33 @@ def test_policy_rules_shows_the_entry_that_applies_to_a_repository_and_account(
                                         "mode:            enforce",
                                         "max_findings:    CRITICAL 0, HIGH 0"]
     assert "exceptions:      none" in default
+@mock_aws
+def test_push_publishes_the_vex_files_the_policy_names_first(tmp_path: Path,
+                                                             capsys: Any) -> None:
+    # Given the policy bucket, and a policy naming a VEX file beside it under vex/
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="policy-bucket")
+    (tmp_path / "vex").mkdir()
+    document = ROOT / "tests" / "fixtures" / "vex" / "web.openvex.json"
+    (tmp_path / "vex" / "web.openvex.json").write_bytes(document.read_bytes())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ndefault:\n  max_findings: {CRITICAL: 0}\n"
+                      "vex: [vex/web.openvex.json]\n")
+
+    # When it is pushed
+    assert main(["policy", "push", str(policy), "--bucket", "policy-bucket", "--yes",
+                 "--no-simulate"]) == 0
+
+    # Then the VEX file is where the functions read it, and the policy beside it
+    body = s3.get_object(Bucket="policy-bucket", Key="vex/web.openvex.json")["Body"].read()
+    assert body == document.read_bytes()
+    assert "vex/web.openvex.json" in capsys.readouterr().out
+
+    # When a policy names a VEX file the functions could not read, Then nothing is uploaded
+    (tmp_path / "web.json").write_bytes(document.read_bytes())
+    policy.write_text("version: 1\ndefault:\n  max_findings: {CRITICAL: 0}\nvex: [web.json]\n")
+    assert main(["policy", "push", str(policy), "--bucket", "policy-bucket", "--yes",
+                 "--no-simulate"]) == 2
+    assert "under vex/ of the policy bucket only" in capsys.readouterr().err
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="policy-bucket")["Contents"]] == [
+        "policy.yaml", "vex/web.openvex.json"]

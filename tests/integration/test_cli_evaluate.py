@@ -1264,3 +1264,145 @@ def test_an_account_that_is_not_an_account_id_is_a_usage_error(capsys: Any, stri
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert f"not a twelve-digit AWS account id: {bad!r}" in err
+# --- Trivy / Grype reports in, SARIF out -----------------------------------------------------
+
+SCANNERS = ROOT / "tests" / "fixtures" / "scanners"
+
+
+@pytest.mark.parametrize("scanner", ["trivy", "grype"])
+def test_a_scanner_report_is_judged_before_the_push(capsys: Any, strict: str,
+                                                    scanner: str) -> None:
+    # Given a Trivy or Grype report of team-a/web:v1 with a fixed CRITICAL finding
+    report = str(SCANNERS / f"{scanner}-image.json")
+    # When CI evaluates it, naming the format, as the positional FINDINGS argument
+    code, out, err = run(capsys, "evaluate", "--input-format", scanner, report,
+                         "--policy", strict)
+    # Then the image is quarantined, named as the report names it
+    assert (code, err) == (1, "")
+    assert out.startswith("QUARANTINED  team-a/web:v1  (sha256:7368dd6c")
+    assert "CVE-2024-5535" in out
+
+
+def test_a_clean_scanner_report_approves(capsys: Any, strict: str) -> None:
+    code, out, _ = run(capsys, "evaluate", str(SCANNERS / "trivy-clean.json"),
+                       "--policy", strict)
+    assert code == 0 and out.startswith("APPROVED  team-a/web:v2")
+
+
+@pytest.mark.parametrize("scanner", ["trivy", "grype"])
+def test_a_malformed_scanner_report_is_an_input_error(capsys: Any, strict: str,
+                                                      scanner: str) -> None:
+    code, out, err = run(capsys, "evaluate", "--findings",
+                         str(SCANNERS / f"{scanner}-malformed.json"), "--policy", strict)
+    assert (code, out) == (2, "")
+    assert "nothing is judged" in err and "CVE-2024-5535" in err
+
+
+def test_an_unrecognised_document_says_which_formats_are_read(capsys: Any, tmp_path: Path,
+                                                              strict: str) -> None:
+    code, _, err = run(capsys, "evaluate", write(tmp_path / "x.json", {"vulns": []}),
+                       "--policy", strict)
+    assert code == 2 and "--input-format trivy|grype" in err
+
+
+def test_findings_named_twice_or_not_at_all_is_a_usage_error(capsys: Any, strict: str) -> None:
+    report = str(SCANNERS / "trivy-clean.json")
+    assert run(capsys, "evaluate", report, "--findings", report, "--policy", strict)[0] == 2
+    code, _, err = run(capsys, "evaluate", "--policy", strict)
+    assert code == 2 and "name the findings once" in err
+
+
+def test_sarif_output_keeps_the_exit_code_and_names_the_verdict(capsys: Any,
+                                                                strict: str) -> None:
+    code, out, err = run(capsys, "evaluate", str(SCANNERS / "grype-image.json"),
+                         "--format", "sarif", "--policy", strict)
+    log = json.loads(out)
+    assert (code, err, log["version"]) == (1, "", "2.1.0")
+    assert log["runs"][0]["properties"]["verdict"] == "QUARANTINED"
+    assert log["runs"][0]["invocations"][0]["exitCode"] == 1
+
+
+# --- OpenVEX documents named by the policy -------------------------------------------------
+
+VEX_FIXTURES = ROOT / "tests" / "fixtures" / "vex"
+
+
+def policy_with_vex(tmp_path: Path, *documents: str) -> str:
+    """A policy in its own folder naming ``documents``, copied beside it under vex/."""
+    folder = tmp_path / "security"
+    (folder / "vex").mkdir(parents=True)
+    for name in documents:
+        (folder / "vex" / name).write_bytes((VEX_FIXTURES / name).read_bytes())
+    names = ", ".join(f"vex/{name}" for name in documents)
+    return write(folder / "policy.yaml", "version: 1\ndefault:\n  max_findings: "
+                 "{CRITICAL: 0, HIGH: 0}\n  ignore_unfixed: true\n" + f"vex: [{names}]\n")
+
+
+def test_vex_statements_named_by_the_policy_approve_what_they_cover(capsys: Any,
+                                                                    tmp_path: Path) -> None:
+    # Given a policy naming the image's VEX document (a path relative to the policy file)
+    policy = policy_with_vex(tmp_path, "web.openvex.json")
+    report = str(SCANNERS / "trivy-image.json")
+    # When the Trivy report is evaluated
+    code, out, err = run(capsys, "evaluate", report, "--policy", policy)
+    # Then the CRITICAL and HIGH findings the VEX document covers are excepted, with why
+    assert (code, err) == (0, ""), out
+    assert ("CVE-2024-5535: excepted by VEX https://vex.example.com/team-a/web/2026-11-30.1: "
+            "not_affected (vulnerable_code_not_in_execute_path)") in out
+    # and the JSON document names the statement
+    _, json_out, _ = run(capsys, "evaluate", report, "--policy", policy, "--format", "json")
+    by_vex = {i["finding"]["id"]: i["vex"] for i in json.loads(json_out)["ignored"]
+              if i["why"] == "vex"}
+    assert by_vex["CVE-2024-5535"]["justification"] == "vulnerable_code_not_in_execute_path"
+    assert by_vex["CVE-2024-4068"]["status"] == "fixed"
+    # and in SARIF they are suppressed with that justification
+    _, sarif_out, _ = run(capsys, "evaluate", report, "--policy", policy, "--format", "sarif")
+    suppressed = {r["ruleId"]: r["suppressions"][0]["justification"]
+                  for r in json.loads(sarif_out)["runs"][0]["results"] if "suppressions" in r}
+    assert suppressed["CVE-2024-4068"].startswith("excepted by VEX")
+
+
+def test_a_broken_vex_document_fails_the_policy_with_a_located_error(capsys: Any,
+                                                                     tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path, "web.openvex.json", "broken.openvex.json")
+    code, out, err = run(capsys, "evaluate", str(SCANNERS / "trivy-image.json"),
+                         "--policy", policy)
+    assert (code, out) == (2, "")
+    assert "broken.openvex.json: statements[1].status: expected one of" in err
+    # and policy validate refuses it the same way
+    assert run(capsys, "policy", "validate", policy)[0] == 2
+
+
+def test_a_missing_vex_file_is_a_located_error(capsys: Any, tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path)
+    Path(policy).write_text(Path(policy).read_text().replace("vex: []", "vex: [vex/gone.json]"))
+    code, _, err = run(capsys, "policy", "validate", policy)
+    assert code == 2 and "vex[0]: cannot read" in err and "gone.json" in err
+
+
+def test_policy_validate_counts_the_vex_statements(capsys: Any, tmp_path: Path) -> None:
+    policy = policy_with_vex(tmp_path, "web.openvex.json")
+    code, out, _ = run(capsys, "policy", "validate", policy)
+    assert code == 0 and "1 VEX document(s) with 5 statement(s)" in out
+
+
+def test_the_readme_scanner_examples_run_as_written(capsys: Any, tmp_path: Path) -> None:
+    # Given the README's CI lines that scan with Trivy or Grype, then evaluate the report
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    commands = [line.split("&& ", 1)[1].rstrip("`.") for line in lines
+                if "&& gatekeeper evaluate --input-format" in line]
+    assert {shlex.split(c)[3] for c in commands} == {"trivy", "grype"}, commands
+    (tmp_path / "policy.yaml").write_bytes((ROOT / "policy.yaml").read_bytes())
+    for command in commands:
+        words = shlex.split(command)
+        scanner = words[words.index("--input-format") + 1]
+        (tmp_path / "scan.json").write_bytes((SCANNERS / f"{scanner}-image.json").read_bytes())
+        argv = words[1:words.index(">")] if ">" in words else words[1:]
+        # When each runs as written, on the scanner's report of an image with a CRITICAL
+        code, out, err = run(capsys, *argv)
+        # Then the image is judged with the repository's rules: quarantined, exit 1
+        assert (code, err) == (1, ""), command
+        if "sarif" in words:
+            assert json.loads(out)["runs"][0]["properties"]["verdict"] == "QUARANTINED"
+        else:
+            assert out.startswith("QUARANTINED  team-a/web:")

@@ -594,6 +594,10 @@ ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:Batch
                "ecr:UpdateImageStorageClass")
 
 
+# The OpenVEX documents a policy names: the only objects besides the policy a function reads.
+VEX_DOCUMENTS = {"Fn::Sub": "${PolicyBucket.Arn}/vex/*"}
+
+
 @pytest.mark.parametrize("function_id", JUDGING_FUNCTIONS)
 def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
                                                         function_id: str) -> None:
@@ -610,7 +614,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"},
                                                   {"Ref": "OperatorTopic"}]
     assert grants(statements, "s3:GetObject") == [
-        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}]
+        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}, VEX_DOCUMENTS]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
     assert grants(statements, "inspector2:ListFindings") == ["*"]
     assert grants(statements, "kms:Sign") == [SIGNING_KEY_ARN]  # every verdict change
@@ -627,6 +631,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         ("dynamodb:Query", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:GetObject", VEX_DOCUMENTS),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
         ("kms:Sign", SIGNING_KEY_ARN),

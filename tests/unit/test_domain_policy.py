@@ -175,7 +175,7 @@ SCAN_FAILURE = ("expected 'quarantine' or 'approve', or a mapping from scan stat
                      "unknown key; expected one of: account_groups, default, exceptions, "
                      "expiring_window_days, "
                      "notifications, "
-                     "repositories, version", id="unknown-top-level-key"),
+                     "repositories, version, vex, vex_prefix", id="unknown-top-level-key"),
         pytest.param("version: 2\ndefault: {}\n", "version", 1, "expected 1, got 2",
                      id="wrong-version"),
         pytest.param("version: '1'\ndefault: {}\n", "version", 1, "expected 1, got '1'",

@@ -1,9 +1,12 @@
 """``gatekeeper evaluate``: judge saved scan findings offline, with the code the Lambda runs.
 
 Reads the output of ``aws ecr describe-image-scan-findings`` (basic or enhanced; one page or
-several) or ``aws inspector2 list-findings``. The repository, whose rules apply, is
-``--repository`` if given, else the one the findings name (``repositoryName``, or the
-Inspector finding's ``awsEcrContainerImage.repositoryName``); with neither, nothing is judged.
+several) or ``aws inspector2 list-findings``, or the JSON report of Trivy or Grype
+(``--input-format``, else recognised by its shape) to gate an image in CI before it is pushed.
+The verdict prints as text, JSON or SARIF 2.1.0 (``--format``). The repository, whose rules
+apply, is ``--repository`` if given, else the one the findings name (``repositoryName``, the
+Inspector finding's ``awsEcrContainerImage.repositoryName``, or the image a Trivy or Grype
+report names); with neither, nothing is judged.
 ``--account`` is the account the image lives in, for the policy's ``accounts:`` limits;
 without it, no override or exception limited to accounts applies.
 
@@ -22,10 +25,11 @@ from pathlib import Path
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FindingsError
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy
-from gatekeeper.domain.scan_input import ScanInput, read_scan
+from gatekeeper.domain.scan_input import AUTO, INPUT_FORMATS, ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
+from gatekeeper.render import sarif
 from gatekeeper.render.report import explain, verdict_document
-from gatekeeper_tools.cli.deployment import EXIT_OK
+from gatekeeper_tools.cli.deployment import EXIT_INPUT, EXIT_OK
 from gatekeeper_tools.cli.policy import add_account_option, read_policy
 
 EXIT_QUARANTINED = 1
@@ -37,12 +41,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "evaluate", help="judge saved scan findings offline, with the same code the Lambda runs",
         description="Evaluate the output of 'aws ecr describe-image-scan-findings' (basic or "
                     "enhanced; one page or several concatenated) or 'aws inspector2 "
-                    "list-findings' against a policy. Exit 0 approved, 1 quarantined, "
+                    "list-findings', or a Trivy ('trivy image --format json') or Grype "
+                    "('grype -o json') report, against a policy. Exit 0 approved, 1 quarantined, "
                     "3 approved with warnings, 2 usage or input error, which includes "
                     "incomplete input: a page that says more follow (nextToken/NextToken), "
                     "findings that disagree with the severity counts of the same output, a "
                     "severity AWS does not define, no scan status.")
-    parser.add_argument("--findings", required=True, help="a file, or - for stdin")
+    parser.add_argument("findings_file", nargs="?", metavar="FINDINGS",
+                        help="the findings file, or - for stdin (or --findings)")
+    parser.add_argument("--findings", help="a file, or - for stdin")
+    parser.add_argument("--input-format", choices=INPUT_FORMATS, default=AUTO,
+                        help="aws: ECR or Inspector output; trivy: 'trivy image --format "
+                             "json'; grype: 'grype -o json'; auto (default): by its shape")
     parser.add_argument("--policy", help="default: ./policy.yaml, else the built-in policy")
     parser.add_argument("--repository",
                         help="whose rules apply (default: the repository named in the "
@@ -50,7 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_account_option(parser)
     parser.add_argument("--tag", help="the tag to show in the report")
     parser.add_argument("--digest", help="pick one image from list-findings output")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "json", "sarif"], default="text",
+                        help="sarif: SARIF 2.1.0 for code-scanning UIs (exit code as for text)")
     parser.set_defaults(func=evaluate)
 
 
@@ -63,20 +74,25 @@ def exit_code(verdict: Verdict) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    if (args.findings is None) == (args.findings_file is None):
+        print("gatekeeper evaluate: name the findings once: a FINDINGS file argument or "
+              "--findings", file=sys.stderr)
+        return EXIT_INPUT
+    args.findings = args.findings or args.findings_file
     policy, policy_source = _policy(args.policy)
     try:
         text = sys.stdin.read() if args.findings == "-" else Path(args.findings).read_text(
             encoding="utf-8")
     except UnicodeDecodeError as err:
         raise FindingsError(f"{args.findings} is not UTF-8 text: {err.reason}") from None
-    scan = read_scan(text, digest=args.digest)
+    scan = read_scan(text, digest=args.digest, input_format=args.input_format)
     repository = args.repository or scan.repository
     _refuse_incomplete(scan, repository)
     if not repository:
         raise FindingsError("the findings do not name the repository; pass --repository")
     tags = [args.tag] if args.tag else scan.tags
     verdict = evaluation.judge_scan(policy, repository, scan.status, scan.description,
-                                    scan.findings, account=args.account)
+                                    scan.findings, digest=scan.digest, account=args.account)
     if verdict is None:
         raise FindingsError(f"the scan is {scan.status}, not finished: nothing to judge yet")
     code = exit_code(verdict)
@@ -86,6 +102,10 @@ def evaluate(args: argparse.Namespace) -> int:
         document["exit_code"] = code
         document["account"] = args.account
         print(json.dumps(document, indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(sarif.log(verdict, repository=repository, digest=scan.digest,
+                                   tags=tags, policy_source=policy_source,
+                                   exit_code=code), indent=2))
     else:
         print(_text(verdict, repository, scan.digest, tags, policy_source, args.account))
     return code

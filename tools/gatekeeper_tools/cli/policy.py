@@ -8,7 +8,8 @@ publish it.
 ``push`` validates first and never uploads a policy the functions would reject; then it shows
 what the file would flip on the recorded images (as ``simulate`` does) and asks before
 uploading, on a terminal; ``--yes`` publishes without asking (pipelines), ``--no-simulate``
-without trying. The bucket and key come from ``--bucket``/``--key``, else the stack's outputs
+without trying. The VEX files the policy names go first, to the same path relative to the
+policy object. The bucket and key come from ``--bucket``/``--key``, else the stack's outputs
 (``--stack``), else the environment, as for the other operator commands; the verdict table
 likewise (``--table``). Exit 0 done, 1 not confirmed (push), or would flip (simulate), or
 something listed (lint --strict), 2 usage or input error.
@@ -17,14 +18,18 @@ something listed (lint --strict), 2 usage or input error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import posixpath
 import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
+from gatekeeper.adapters.policy_source import VEX_FOLDER
+from gatekeeper.domain import vex
 from gatekeeper.domain.accounts import is_account_id
 from gatekeeper.domain.findings import Severity
-from gatekeeper.domain.policy import Policy, PolicyError, parse_policy
+from gatekeeper.domain.policy import Policy, PolicyError, PolicyIssue, parse_policy
 from gatekeeper_tools.cli import lint as lint_module
 from gatekeeper_tools.cli import simulate as simulate_module
 from gatekeeper_tools.cli.deployment import (
@@ -40,9 +45,45 @@ from gatekeeper_tools.cli.deployment import (
 
 
 def read_policy(path: str) -> tuple[bytes, Policy]:
-    """The file's bytes and the policy they hold; PolicyError (located) when invalid."""
+    """The file's bytes and the policy they hold, with the VEX documents it names (paths
+    relative to the policy file); PolicyError (located) when either is invalid."""
     data = Path(path).read_bytes()
-    return data, parse_policy(data, source=path, version="local")
+    policy = parse_policy(data, source=path, version="local")
+    if not policy.vex_files:
+        return data, policy
+    return data, dataclasses.replace(policy, vex=vex.load_documents(_vex_files(path, policy)))
+
+
+def _vex_keys(path: str, policy: Policy, key: str) -> list[tuple[str, str]]:
+    """(file, key) of each VEX file the policy names: beside the policy object as beside the
+    policy file, under vex/ of the bucket, where the functions may read them."""
+    found, issues = [], []
+    for index, name in enumerate(policy.vex_files):
+        vex_key = posixpath.normpath(posixpath.join(posixpath.dirname(key), name))
+        if not vex_key.startswith(VEX_FOLDER) or name.startswith("/"):
+            issues.append(PolicyIssue(f"vex[{index}]", f"{name!r} would be published as "
+                                      f"{vex_key!r}; the functions read VEX documents under "
+                                      f"{VEX_FOLDER} of the policy bucket only"))
+        found.append((name, vex_key))
+    if issues:
+        raise PolicyError(issues, source=path)
+    return found
+
+
+def _vex_files(path: str, policy: Policy) -> list[tuple[str, bytes]]:
+    """Each VEX file the policy names, read; PolicyError naming every one that cannot be."""
+    folder = Path(path).parent
+    found, issues = [], []
+    for index, name in enumerate(policy.vex_files):
+        file = folder / name
+        try:
+            found.append((str(file), file.read_bytes()))
+        except OSError as err:
+            issues.append(PolicyIssue(f"vex[{index}]", f"cannot read {file}: "
+                                                      f"{err.strerror or err}"))
+    if issues:
+        raise PolicyError(issues, source=path)
+    return found
 
 
 def account_id(text: str) -> str:
@@ -167,7 +208,11 @@ def _workers(text: str) -> int:
 
 def validate_command(args: argparse.Namespace) -> int:
     _, policy = read_policy(args.file)
-    print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s))")
+    documents = len(policy.vex.documents) if policy.vex else 0
+    statements = sum(len(d.statements) for d in policy.vex.documents) if policy.vex else 0
+    print(f"{args.file}: valid (version 1, {len(policy.repositories)} repository override(s)"
+          + (f", {documents} VEX document(s) with {statements} statement(s)" if documents
+             else "") + ")")
     return EXIT_OK
 
 
@@ -223,6 +268,7 @@ def push_command(args: argparse.Namespace) -> int:
                          table=args.table, policy_bucket=args.bucket, policy_key=args.key)
     deployment.require("policy_bucket")
     bucket, key = str(deployment.policy_bucket), deployment.policy_key
+    vex_uploads = list(_vex_keys(args.file, candidate, key))  # refused before anything is asked
     if not args.no_simulate:
         if not deployment.table:
             try:
@@ -242,7 +288,14 @@ def push_command(args: argparse.Namespace) -> int:
     if not args.yes and not confirm(f"publish {args.file} to s3://{bucket}/{key}? [y/N] "):
         print("not published", file=sys.stderr)
         return EXIT_FAILED
-    response = deployment.session.client("s3").put_object(
+    s3 = deployment.session.client("s3")
+    # The VEX files first: the published policy never names a document not there yet.
+    for name, vex_key in vex_uploads:
+        s3.put_object(Bucket=bucket, Key=vex_key, Body=(Path(args.file).parent / name)
+                      .read_bytes(), ContentType="application/json",
+                      ServerSideEncryption="AES256")
+        print(f"published {name} to s3://{bucket}/{vex_key}")
+    response = s3.put_object(
         Bucket=bucket, Key=key, Body=data, ContentType="application/yaml",
         ServerSideEncryption="AES256",
     )

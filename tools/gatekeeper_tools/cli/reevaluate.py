@@ -270,7 +270,8 @@ def _dry_run(gatekeeper: Gatekeeper, item: Planned) -> Row:
     except Exception as err:
         return Row(repo, digest, "failed", one_line(err))
     verdict = (evaluation.judge_scan(policy, repo, scan.status, scan.description, scan.findings,
-                                 datetime.now(UTC)) if scan is not None else None)
+                                 datetime.now(UTC), digest=digest)
+               if scan is not None else None)
     if verdict is None:
         return Row(repo, digest, "would-pend",
                    f"no finished scan ({scan.status if scan else 'never scanned'})")

@@ -8,12 +8,21 @@ the policy is fixed, rather than being judged by a policy nobody wrote.
 
 The cache is cheap to keep fresh: past its age the object is read again only if its ETag
 changed (a conditional GET answering 304 costs no transfer and no parse).
+
+The OpenVEX documents a policy names are read with it, from the same bucket, under ``vex/``
+(the only other keys the functions may read): ``vex:`` paths relative to the policy object's
+key, and every object under ``vex_prefix:``. They are cached
+with the policy and read again, past the cache's age, only when their ETags changed (one
+ListObjectsV2 page per 1,000 documents under the prefix, a conditional GET per named file). A
+named document missing or one that does not validate raises PolicyError, as a broken policy
+does: nothing is judged with part of the VEX the security team published.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import posixpath
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +30,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, parse_policy
+from gatekeeper.domain import vex
+from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, PolicyIssue, parse_policy
+
+# Where the functions may read VEX documents (template.yaml grants s3:GetObject on it).
+VEX_FOLDER = "vex/"
 
 
 class S3PolicySource:
@@ -42,6 +55,8 @@ class S3PolicySource:
         self._etag: str | None = None
         self.reads = 0  # GetObject calls, and how many of them found the object unchanged
         self.unchanged = 0
+        self._vex: dict[str, tuple[str, bytes]] = {}  # key: (ETag, body) of each VEX document
+        self._vex_index: tuple[tuple[tuple[str, str], ...], vex.VexIndex] | None = None
 
     def get(self) -> Policy:
         now = self._clock()
@@ -70,7 +85,7 @@ class S3PolicySource:
             code = str(err.response.get("Error", {}).get("Code"))
             if code in ("304", "NotModified") and cached is not None:
                 self.unchanged += 1
-                return cached
+                return self._with_vex(cached)
             if code in ("NoSuchKey", "404"):
                 self._etag = None
                 return BUILTIN_POLICY
@@ -80,8 +95,72 @@ class S3PolicySource:
         if not version or version == "null":
             version = "sha256:" + hashlib.sha256(body).hexdigest()[:12]
         policy = parse_policy(body, source=f"s3://{self._bucket}/{self._key}", version=version)
+        policy = self._with_vex(policy)
         self._etag = response.get("ETag")
         return dataclasses.replace(policy, order=_order(response.get("LastModified")))
+
+    # --- the policy's VEX documents ------------------------------------------------------
+
+    def _with_vex(self, policy: Policy) -> Policy:
+        """``policy`` with the statements of the VEX documents it names, read again only
+        where their ETags changed."""
+        if not policy.vex_files and not policy.vex_prefix:
+            return dataclasses.replace(policy, vex=None) if policy.vex else policy
+        keys = self._vex_keys(policy)
+        current = {key: self._vex_document(key, etag) for key, etag in keys}
+        self._vex = current
+        signature = tuple((key, current[key][0]) for key in sorted(current))
+        if self._vex_index is None or self._vex_index[0] != signature:
+            named = [(f"s3://{self._bucket}/{key}", current[key][1]) for key in sorted(current)]
+            self._vex_index = (signature, vex.load_documents(named))
+        return dataclasses.replace(policy, vex=self._vex_index[1])
+
+    def _vex_keys(self, policy: Policy) -> list[tuple[str, str | None]]:
+        """Each VEX key with its ETag where a listing gave it."""
+        folder = posixpath.dirname(self._key)
+        keys: list[tuple[str, str | None]] = []
+        issues = []
+        for index, name in enumerate(policy.vex_files):
+            key = posixpath.normpath(posixpath.join(folder, name))
+            if not key.startswith(VEX_FOLDER) or name.startswith("/"):
+                issues.append(PolicyIssue(f"vex[{index}]", f"{name!r} is the key {key!r}: the "
+                                          f"functions read VEX documents under {VEX_FOLDER} of "
+                                          "the policy bucket only"))
+            else:
+                keys.append((key, None))
+        if policy.vex_prefix and not policy.vex_prefix.startswith(VEX_FOLDER):
+            issues.append(PolicyIssue("vex_prefix", f"{policy.vex_prefix!r}: the functions "
+                                      f"read VEX documents under {VEX_FOLDER} of the policy "
+                                      "bucket only"))
+        if issues:
+            raise PolicyError(issues, source=f"s3://{self._bucket}/{self._key}")
+        if policy.vex_prefix:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=policy.vex_prefix)
+            keys += [(item["Key"], item.get("ETag")) for page in pages
+                     for item in page.get("Contents", ()) if not item["Key"].endswith("/")]
+        return list(dict.fromkeys(keys))
+
+    def _vex_document(self, key: str, etag: str | None) -> tuple[str, bytes]:
+        """The (ETag, body) of one VEX document; the cached one when its ETag is unchanged."""
+        cached = self._vex.get(key)
+        if cached is not None and etag is not None and cached[0] == etag:
+            return cached
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if cached is not None:
+            request["IfNoneMatch"] = cached[0]
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code"))
+            if code in ("304", "NotModified") and cached is not None:
+                return cached
+            if code in ("NoSuchKey", "404"):
+                raise PolicyError([PolicyIssue("vex", f"s3://{self._bucket}/{key} does not "
+                                                      "exist")],
+                                  source=f"s3://{self._bucket}/{self._key}") from None
+            raise
+        return str(response.get("ETag")), response["Body"].read()
 
 
 def _order(last_modified: Any) -> str:

@@ -5,7 +5,9 @@ This module reads it and decides; nothing here is imported back by the policy.
 
 For each finding, in this order:
 
-1. an active exception that covers it (id, package, repository) exempts it from everything;
+1. an active exception that covers it (id, package, repository) exempts it from everything,
+   and so does an OpenVEX not_affected/fixed statement for it and the image
+   (:mod:`gatekeeper.domain.vex`);
 2. with ``block_if_exploit_available`` / ``block_if_epss_at_least``, a finding with a known
    exploit / a high EPSS blocks the image, whatever its severity, fix, score or age;
 3. ``ignore_unfixed``, ``min_score`` and ``grace_days`` make it not count (it is still shown);
@@ -56,12 +58,18 @@ def _limit_breaches(rule: str, limits: Mapping[Severity, int],
 
 
 def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
-             now: datetime | None = None, *, account: str | None = None) -> Verdict:
-    """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``.
+             now: datetime | None = None, digest: str | None = None, *,
+             account: str | None = None) -> Verdict:
+    """The verdict of ``policy`` on ``findings`` of an image of ``repository`` at ``now``
+    (``digest``: the image's, which VEX statements may name).
 
     ``account``: the AWS account the image lives in, for the policy's ``accounts:`` limits;
     None (unknown) matches no override or exception limited to accounts."""
     now = now or datetime.now(UTC)
+    # None unless a statement names this image: the loop then pays one test per finding
+    vex = (policy.vex.for_image(repository, digest) or None) if policy.vex else None
+    vex_ids = vex.by_id if vex is not None else None
+    vexed: dict[str, str] = {}
     rules = policy.rules_for(repository, account)
     findings = findings if isinstance(findings, list | tuple) else list(findings)
 
@@ -98,6 +106,12 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
                     used[match.index] = match
                     ignore(new(Ignored, (finding, "exception", match.ref)))
                     continue
+        if vex_ids and vex is not None and finding.key in vex_ids:
+            statement = vex.exempting(finding)
+            if statement is not None:
+                vexed.setdefault(finding.id, statement.describe())
+                ignore(new(Ignored, (finding, "vex", statement)))
+                continue
         if rules_on:
             if exploit and finding.exploit_available:
                 exploited.append(finding)
@@ -142,6 +156,8 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
         reasons = (f"{len(counted)} counted finding(s) of {len(findings)}, all within the "
                    f"limits of {rules.matched}",)
 
+    if vexed:
+        reasons += _vex_reasons(vexed)
     totals = Counter({s: len(group) for s, group in by_severity.items() if group})
     totals.update(item.finding.severity for item in ignored)
     window = now + timedelta(days=policy.expiring_window_days)
@@ -169,6 +185,14 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
         enforcement=rules.enforcement,
         review_at=review_at,
     )
+
+
+def _vex_reasons(vexed: Mapping[str, str], shown: int = 10) -> tuple[str, ...]:
+    """One reason per vulnerability a VEX statement excepted (the first ``shown``)."""
+    lines = [f"{name}: {text}" for name, text in sorted(vexed.items())]
+    more = len(lines) - shown
+    return tuple(lines[:shown]) + ((f"and {more} more vulnerabilities excepted by VEX",)
+                                   if more > 0 else ())
 
 
 # What may end a sentence from outside (an ECR scan description, say) before "; " joins
@@ -203,30 +227,31 @@ _STRICTNESS = (Outcome.APPROVED, Outcome.APPROVED_WITH_WARNINGS, Outcome.QUARANT
 
 
 def judge_scan(policy: Policy, repository: str, status: str, description: str | None,
-               findings: Iterable[Finding], now: datetime | None = None, *,
-               account: str | None = None) -> Verdict | None:
+               findings: Iterable[Finding], now: datetime | None = None,
+               digest: str | None = None, *, account: str | None = None) -> Verdict | None:
     """The verdict on a scan in ``status``; None while the scan is not finished.
 
     FINDINGS_INCOMPLETE (``description`` says why): the stricter of on_scan_failure and
     the verdict on the findings that were read."""
     if status in SCAN_DONE_STATES:
-        return replace(evaluate(policy, repository, findings, now, account=account),
+        return replace(evaluate(policy, repository, findings, now, digest, account=account),
                        scan_status=status)
     if status == FINDINGS_INCOMPLETE:
-        return incomplete(policy, repository, findings, description, now, account=account)
+        return incomplete(policy, repository, findings, description, now, digest,
+                          account=account)
     if status in SCAN_FAILED_STATES:
         return scan_failed(policy, repository, status, description, account=account)
     return None
 
 
 def incomplete(policy: Policy, repository: str, findings: Iterable[Finding],
-               description: str | None, now: datetime | None = None, *,
-               account: str | None = None) -> Verdict:
+               description: str | None, now: datetime | None = None,
+               digest: str | None = None, *, account: str | None = None) -> Verdict:
     """A finished scan whose findings could not all be read (FINDINGS_INCOMPLETE): the stricter
     of the policy's on_scan_failure and the verdict on the findings that were read, so that a
     blocking finding read still blocks even where scan failures are approved."""
     failed = scan_failed(policy, repository, FINDINGS_INCOMPLETE, description, account=account)
-    judged = evaluate(policy, repository, findings, now, account=account)
+    judged = evaluate(policy, repository, findings, now, digest, account=account)
     outcome = max(failed.outcome, judged.outcome, key=_STRICTNESS.index)
     reasons = failed.reasons
     if judged.outcome is not Outcome.APPROVED:

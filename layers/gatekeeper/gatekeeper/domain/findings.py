@@ -59,6 +59,9 @@ ENHANCED_SEVERITIES = BASIC_SEVERITIES | {"UNTRIAGED"}
 class Source(enum.StrEnum):
     BASIC = "basic"
     ENHANCED = "enhanced"
+    # Scanners run outside AWS (``gatekeeper evaluate --input-format``, before a push).
+    TRIVY = "trivy"
+    GRYPE = "grype"
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +289,8 @@ class FindingsReader:
     does not define.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, undefined: str = "severities AWS does not define") -> None:
+        self._undefined_kind = undefined  # how problems() names findings of no known severity
         self.findings: list[Finding] = []
         self.pages = 0
         self._problems: list[str] = []
@@ -312,8 +316,10 @@ class FindingsReader:
         for key, parse in _LISTS:
             self.add_list(scan_findings.get(key), parse, f"{where}: {key}")
 
-    def add_list(self, value: object, parse: _Parse, where: str) -> None:
-        """A list of raw findings (None: absent)."""
+    def add_list(self, value: object, parse: _Parse, where: str, *,
+                 located: Callable[[Mapping[str, Any], str], Finding] | None = None) -> None:
+        """A list of raw findings (None: absent); ``located`` instead of ``parse`` is also
+        given each finding's place in the input (``where[index]``) for its messages."""
         if value is None:
             return
         if not isinstance(value, list):
@@ -324,7 +330,8 @@ class FindingsReader:
             if not self._is_object(item, f"{where}[{index}]"):
                 continue
             try:
-                self.findings.append(parse(item))
+                self.findings.append(located(item, f"{where}[{index}]") if located
+                                     else parse(item))
             except UndefinedSeverity as err:
                 self._undefined.append(str(err))
             if "resources" in item:
@@ -365,7 +372,7 @@ class FindingsReader:
         """Why these findings are not the image's complete findings; empty when they are."""
         problems = list(self._problems)
         for kind, found in (("unreadable", self._unreadable),
-                            ("severities AWS does not define", self._undefined)):
+                            (self._undefined_kind, self._undefined)):
             if found:
                 more = f"; and {len(found) - _SHOWN} more" if len(found) > _SHOWN else ""
                 problems.append(f"{kind} ({len(found)}): " + "; ".join(found[:_SHOWN]) + more)

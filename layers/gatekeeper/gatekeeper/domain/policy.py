@@ -25,6 +25,8 @@ from gatekeeper.domain.verdict import ExceptionRef, Outcome
 if TYPE_CHECKING:
     import yaml
 
+    from gatekeeper.domain.vex import VexIndex
+
 MAX_POLICY_BYTES = 1_000_000
 SCHEMA_VERSION = 1
 ENFORCE, MONITOR = "enforce", "monitor"
@@ -165,6 +167,11 @@ class Policy:
     # When this version was published ("" for the built-in policy): verdicts are never
     # committed with a policy older than the one behind the stored verdict.
     order: str = ""
+    # OpenVEX documents the policy names (files, and an S3 prefix for the stack), and their
+    # statements once whoever read the policy loaded them (gatekeeper.domain.vex).
+    vex_files: tuple[str, ...] = ()
+    vex_prefix: str | None = None
+    vex: VexIndex | None = None
     # Caches keyed by (repository, account): a policy lives minutes in a container.
     _by_repository: dict[tuple[str, str | None], list[PolicyException]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -263,6 +270,8 @@ def parse_policy(text: str | bytes, *, source: str = "policy.yaml", version: str
         expiring_window_days=int(data.get("expiring_window_days", 14)),
         version=version or "unversioned",
         notifications=_notifications(data.get("notifications") or {}, groups),
+        vex_files=tuple(data.get("vex") or ()),
+        vex_prefix=data.get("vex_prefix"),
     )
 
 

@@ -2,7 +2,9 @@
 
 Accepted: the output of ``aws ecr describe-image-scan-findings`` (basic or enhanced; one page,
 a JSON list of pages, or pages concatenated one after another) and the output of
-``aws inspector2 list-findings`` (only its container-image findings are kept).
+``aws inspector2 list-findings`` (only its container-image findings are kept); and the JSON
+reports of Trivy and Grype (:mod:`gatekeeper.domain.foreign_scans`), named by ``input_format``
+or recognised by their shape.
 
 What the input says about its own completeness is kept, not judged: ``problems`` lists why
 these are not all the image's findings (see FindingsReader: counts that disagree with the
@@ -13,11 +15,13 @@ either.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gatekeeper.domain import foreign_scans
 from gatekeeper.domain.findings import (
     Finding,
     FindingsError,
@@ -27,6 +31,9 @@ from gatekeeper.domain.findings import (
 )
 
 _ECR_IMAGE = "AWS_ECR_CONTAINER_IMAGE"
+AWS, AUTO = "aws", "auto"
+INPUT_FORMATS = (AUTO, AWS, *foreign_scans.FORMATS)
+_NOTHING = object()
 
 
 @dataclass
@@ -64,10 +71,23 @@ def _documents(text: str) -> Iterator[Any]:
             yield document
 
 
-def read_scan(text: str, digest: str | None = None) -> ScanInput:
-    """Every finding in ``text``; FindingsError (with what was expected) when unreadable."""
+def read_scan(text: str, digest: str | None = None, input_format: str = AUTO) -> ScanInput:
+    """Every finding in ``text``; FindingsError (with what was expected) when unreadable.
+
+    ``input_format``: ``aws`` (ECR or Inspector output), ``trivy``, ``grype``, or ``auto``
+    (the first document's shape decides)."""
+    if input_format not in INPUT_FORMATS:
+        raise FindingsError(f"unknown input format {input_format!r}; expected one of "
+                            f"{', '.join(INPUT_FORMATS)}")
     try:
-        return _read_scan(text, digest)
+        documents = _documents(text)
+        first = next(documents, _NOTHING)
+        if first is not _NOTHING:
+            documents = itertools.chain([first], documents)
+        kind = foreign_scans.detect(first) if input_format == AUTO else input_format
+        if kind in foreign_scans.FORMATS:
+            return _foreign(kind, documents)
+        return _read_scan(documents, digest)
     except (TypeError, AttributeError, KeyError, ValueError, OverflowError) as err:
         if isinstance(err, FindingsError):
             raise
@@ -75,13 +95,20 @@ def read_scan(text: str, digest: str | None = None) -> ScanInput:
         raise FindingsError(f"unexpected shape in the input: {err!r:.200}") from None
 
 
-def _read_scan(text: str, digest: str | None) -> ScanInput:
+def _foreign(kind: str, documents: Iterable[Any]) -> ScanInput:
+    report = foreign_scans.read_report(kind, documents)
+    return ScanInput(findings=report.reader.findings, status="COMPLETE",
+                     repository=report.repository, digest=report.digest, tags=report.tags,
+                     pages=1, problems=report.reader.problems())
+
+
+def _read_scan(documents: Iterable[Any], digest: str | None) -> ScanInput:
     result = ScanInput()
     reader = FindingsReader()
     inspector: list[Mapping[str, Any]] = []
     saw_inspector = False
     tokens: dict[str, list[str | None]] = {"ecr": [], "inspector": []}
-    for number, document in enumerate(_documents(text), start=1):
+    for number, document in enumerate(documents, start=1):
         if not isinstance(document, Mapping):
             raise FindingsError(f"document {number} is {type(document).__name__}, expected "
                                 "the JSON object the AWS CLI prints")
@@ -96,7 +123,9 @@ def _read_scan(text: str, digest: str | None) -> ScanInput:
         else:
             raise FindingsError(
                 f"document {number} is neither describe-image-scan-findings output "
-                "(imageScanFindings) nor inspector2 list-findings output (findings)")
+                "(imageScanFindings) nor inspector2 list-findings output (findings); "
+                "a Trivy or Grype JSON report is read with --input-format trivy|grype "
+                "(or recognised by its SchemaVersion and Results, or matches)")
     if result.pages == 0 and not saw_inspector:
         raise FindingsError("no scan results in the input")
     if saw_inspector:

@@ -70,8 +70,9 @@ class Ignored(NamedTuple):
     """A finding that did not count, and why (a tuple: verdicts can hold thousands)."""
 
     finding: Finding
-    why: str  # exception, unfixed, below_score, in_grace
-    param: Any = None  # the PolicyException, min_score, or the end of the grace period
+    why: str  # exception, vex, unfixed, below_score, in_grace
+    # the ExceptionRef, the VEX statement's VexRef, min_score, or the end of the grace period
+    param: Any = None
 
     @property
     def exception(self) -> ExceptionRef | None:
@@ -79,7 +80,7 @@ class Ignored(NamedTuple):
 
     @property
     def detail(self) -> str:
-        if self.why == "exception":
+        if self.why in ("exception", "vex"):
             return self.param.describe()
         if self.why == "unfixed":
             return "no fix available (ignore_unfixed)"

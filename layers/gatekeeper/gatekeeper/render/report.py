@@ -60,7 +60,8 @@ def explain(verdict: Verdict, limit: int = 50) -> list[str]:
     counted = _ordered(verdict.counted)
     # an exploitable finding blocks even when another rule made it not count
     blockers = [f for f in counted if f.id in blocking] + _ordered(tuple(
-        i.finding for i in verdict.ignored if i.why != "exception" and i.finding.id in blocking))
+        i.finding for i in verdict.ignored
+        if i.why not in ("exception", "vex") and i.finding.id in blocking))
     section("Findings that block", [finding_line(f) for f in blockers])
     section("Other findings that count",
             [finding_line(f) for f in counted if f.id not in blocking])
@@ -123,7 +124,8 @@ def verdict_document(verdict: Verdict, *, repository: str, digest: str | None = 
         "counted": [_finding_dict(f) for f in _ordered(verdict.counted)],
         "ignored": [
             {"finding": _finding_dict(i.finding), "why": i.why, "detail": i.detail,
-             "exception": i.exception.as_dict() if i.exception else None}
+             "exception": i.exception.as_dict() if i.exception else None,
+             **({"vex": i.param.as_dict()} if i.why == "vex" else {})}
             for i in sorted(verdict.ignored, key=lambda i: (i.why, -i.finding.severity,
                                                             i.finding.id))
         ],

@@ -377,7 +377,8 @@ def _verdict_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     finding_rules = [r for b, r in zip(breaches, rules, strict=True)
                      if b.get("rule") != "max_findings"]
     blockers += [f for f in (_dict(i.get("finding")) for i in ignored
-                             if i.get("why") != "exception") if any(r(f) for r in finding_rules)]
+                             if i.get("why") not in ("exception", "vex"))
+                 if any(r(f) for r in finding_rules)]
     # blocking findings the document leaves out: each breach counts all of its own
     unlisted_blockers = sum(max(0, _int(b.get("count")) - sum(1 for f in blockers if rule(f)))
                             for b, rule in zip(breaches, rules, strict=True))

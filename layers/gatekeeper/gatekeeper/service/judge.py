@@ -100,7 +100,8 @@ class Judge:
         repo, now = event.repository, self.clock()
         if scan is not None:
             verdict = evaluation.judge_scan(policy, repo, scan.status, scan.description,
-                                            scan.findings, now, account=self.account(event))
+                                            scan.findings, now, digest=event.digest,
+                                            account=self.account(event))
             if verdict is not None:
                 return verdict
         # ECR has no finished scan. A scan event that itself reports a failure is enough.
