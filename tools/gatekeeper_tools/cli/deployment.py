@@ -305,7 +305,7 @@ def parse_reference(text: str) -> ImageReference:
         try:
             scope = Scope(host["account"], host["region"])
         except ScopeError as err:
-            raise OperatorError(f"{text}: the registry host names {err}") from None
+            raise OperatorError(f"{text}: {err}") from None
         rest = rest[host.end():]
     elif _AWS_HOST.match(rest):
         raise OperatorError(f"{text}: {rest.split('/', 1)[0]!r} is not an Amazon ECR registry "
