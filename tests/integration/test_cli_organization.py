@@ -148,10 +148,11 @@ def test_status_account_lists_that_account_s_verdicts_in_each_region(
     west = judged(org, context, A_WEST, "basic-critical")
     judged(org, context, B_EAST, "basic-clean")
 
-    # When account A's verdicts are listed, then those of one of its Regions
+    # When account A's verdicts are listed, then those of one of its Regions (the hub's own
+    # Region named too, as when the environment's is another)
     every = gatekeeper("status", "--account", A_EAST.account)
     one = gatekeeper("status", "--account", A_WEST.account, "--region", A_WEST.region,
-                     "--format", "json")
+                     "--hub-region", HOME.region, "--format", "json")
 
     # Then each names its account and Region, and no other account's appears
     assert every.code == 0, every.err
@@ -246,13 +247,16 @@ MALFORMED = [
     (["reevaluate", "--account", A_WEST.account, "--region", "west"], "--region 'west'"),
     (["status"], "name an IMAGE, or --account ID to list an account's verdicts"),
     (["status", IMAGE, "--spoke-role-name", "no spaces"], "not an IAM role name prefix"),
+    (["verify", uri(A_WEST, IMAGE), "--api", "http://127.0.0.1:9/"],
+     "the verdict API answers for the stack's own account and Region only"),
 ]
 
 
 def test_a_malformed_account_region_or_uri_exits_2_with_the_reason(
         org: Org, gatekeeper: Any) -> None:
     for argv, message in MALFORMED:
-        # Given the hub, When a command names an account, Region or URI that is not one
+        # Given the hub, When a command names an account, Region or URI that is not one (or
+        # asks the verdict API about another account's image)
         run = gatekeeper(*argv)
 
         # Then: exit 2, one line saying what is wrong
