@@ -41,8 +41,9 @@ SCOPE_HELP = (
     "image's scope, the stack is looked for in --hub-region, else in the environment's Region "
     "(AWS_REGION, the profile's). Images of the stack's own account and Region read the "
     "table's original keys. A member account's ECR is read through its spoke role "
-    "(<--spoke-role-name>-<Region>, assumed with your credentials as the hub's functions "
-    "assume it), or with your own credentials when they are already in that account.")
+    "(NAME-REGION, NAME from --spoke-role-name; assumed with your credentials as the hub's "
+    "functions assume it), or with your own credentials when they are already in that "
+    "account.")
 
 
 def scope_options(account: bool = True) -> argparse.ArgumentParser:
