@@ -7,7 +7,8 @@ on stderr). The operator commands (status, verify, reevaluate, replay-dlq) docum
 One module per command (``policy``, ``evaluate``, ``status``, ``verify``, ``reevaluate``,
 ``replay``, ``key``, ``webhook``, ``report``), each adding its subcommand with
 ``register(subparsers)``; what the operator commands share (where the deployment is, image
-references, exit codes) is in ``deployment``.
+references, exit codes) is in ``deployment``, and which account and Region ``status``,
+``verify`` and ``reevaluate`` look at (an organization's hub) in ``scope``.
 """
 
 from __future__ import annotations

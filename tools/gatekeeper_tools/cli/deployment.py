@@ -28,6 +28,7 @@ from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import Config, ConfigError
 from gatekeeper.domain.images import DIGEST, ECR_HOST, TAG
 from gatekeeper.domain.markers import MarkerScheme
+from gatekeeper.domain.scope import Scope, ScopeError
 from gatekeeper.observability import logger
 from gatekeeper.runtime import BOTO_CONFIG  # as the functions' clients
 from gatekeeper.service import Gatekeeper
@@ -41,12 +42,14 @@ EXIT_INTERRUPTED = 130
 # The stack outputs the commands read (template.yaml), their flags and environment variables.
 OUTPUTS = {"table": "VerdictTableName", "topic_arn": "VerdictTopicArn",
            "policy_bucket": "PolicyBucketName", "dlq_url": "DeadLetterQueueUrl",
-           "signing_key": "SigningKeyArn"}
+           "signing_key": "SigningKeyArn", "queue_url": "ReevaluationQueueUrl"}
 FLAGS = {"table": "--table", "topic_arn": "--topic-arn", "policy_bucket": "--policy-bucket",
-         "dlq_url": "--dlq-url", "signing_key": "--signing-key-arn"}
+         "dlq_url": "--dlq-url", "signing_key": "--signing-key-arn",
+         "queue_url": "--reevaluation-queue-url"}
 ENVIRONMENT = {"table": "GATEKEEPER_TABLE", "topic_arn": "GATEKEEPER_TOPIC_ARN",
                "policy_bucket": "GATEKEEPER_POLICY_BUCKET", "dlq_url": "GATEKEEPER_DLQ_URL",
-               "signing_key": "GATEKEEPER_SIGNING_KEY_ARN"}
+               "signing_key": "GATEKEEPER_SIGNING_KEY_ARN",
+               "queue_url": "GATEKEEPER_REEVALUATION_QUEUE_URL"}
 
 
 class OperatorError(Exception):
@@ -86,6 +89,7 @@ class Deployment:
     stack: str | None = None
     slack_secret: str | None = None  # the SlackWebhookSecretArn the stack was deployed with
     signing_key: str | None = None  # the SigningKeyArn output: verdicts are signed with it
+    queue_url: str | None = None  # the ReevaluationQueueUrl output (reevaluate --account)
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -124,6 +128,7 @@ def resolve(*, region: str | None, endpoint_url: str | None, stack: str | None,
             table: str | None = None, topic_arn: str | None = None,
             policy_bucket: str | None = None, policy_key: str | None = None,
             dlq_url: str | None = None, signing_key: str | None = None,
+            queue_url: str | None = None,
             env: Mapping[str, str] | None = None) -> Deployment:
     """Each resource from its flag, else the stack's output, else the environment.
 
@@ -146,7 +151,7 @@ def resolve(*, region: str | None, endpoint_url: str | None, stack: str | None,
         parameters = {p["ParameterKey"]: p.get("ResolvedValue") or p.get("ParameterValue", "")
                       for p in described.get("Parameters") or []}
     flags = {"table": table, "topic_arn": topic_arn, "policy_bucket": policy_bucket,
-             "dlq_url": dlq_url, "signing_key": signing_key}
+             "dlq_url": dlq_url, "signing_key": signing_key, "queue_url": queue_url}
     values = {name: flags[name] or outputs.get(OUTPUTS[name]) or env.get(ENVIRONMENT[name])
               or None for name in OUTPUTS}
     try:
@@ -172,7 +177,8 @@ def from_arguments(args: argparse.Namespace) -> Deployment:
         region=args.region, endpoint_url=args.endpoint_url, stack=args.stack,
         table=args.table, topic_arn=args.topic_arn, policy_bucket=args.policy_bucket,
         policy_key=args.policy_key, dlq_url=args.dlq_url,
-        signing_key=getattr(args, "signing_key_arn", None))
+        signing_key=getattr(args, "signing_key_arn", None),
+        queue_url=getattr(args, "reevaluation_queue_url", None))
 
 
 # --- the options and the error handling every operator command shares -------------------------
@@ -194,7 +200,8 @@ def deployment_options() -> argparse.ArgumentParser:
         "Where the gatekeeper runs: --stack NAME reads the stack's outputs (and its marker "
         "tag templates); or name the resources. Each comes from its flag, else the stack, "
         "else the environment (GATEKEEPER_TABLE, GATEKEEPER_TOPIC_ARN, "
-        "GATEKEEPER_POLICY_BUCKET, GATEKEEPER_DLQ_URL, GATEKEEPER_SIGNING_KEY_ARN; markers "
+        "GATEKEEPER_POLICY_BUCKET, GATEKEEPER_DLQ_URL, GATEKEEPER_SIGNING_KEY_ARN, "
+        "GATEKEEPER_REEVALUATION_QUEUE_URL; markers "
         "from GATEKEEPER_APPROVED_TAG and GATEKEEPER_QUARANTINED_TAG).")
     add_location_options(where)
     where.add_argument("--table", help="the VerdictTableName output")
@@ -205,6 +212,8 @@ def deployment_options() -> argparse.ArgumentParser:
     where.add_argument("--dlq-url", help="the DeadLetterQueueUrl output")
     where.add_argument("--signing-key-arn", help="the SigningKeyArn output (verdicts are "
                        "signed with it; verify checks them against it)")
+    where.add_argument("--reevaluation-queue-url", help="the ReevaluationQueueUrl output "
+                       "('reevaluate --account' queues its requests there)")
     where.add_argument("-v", "--verbose", action="store_true",
                        help="also show the functions' own logs (JSON, on stderr)")
     return options
@@ -263,9 +272,13 @@ def one_line_text(text: str | None) -> str:
 # --- image references -----------------------------------------------------------------------
 
 _REGISTRY = re.compile(ECR_HOST.pattern + "/")
+# A first component naming an AWS registry: it must then be an ECR private registry's host.
+_AWS_HOST = re.compile(r"[^/]*\.(?:dkr\.ecr[^/]*|amazonaws\.com(?:\.cn)?)/")
 _REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-]+[a-z0-9]+)*/)*[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
 
-IMAGE_HELP = "REPO[:TAG] or REPO@DIGEST (a registry host in front is ignored; no tag means latest)"
+IMAGE_HELP = ("REPO[:TAG] or REPO@DIGEST, no tag meaning latest; or an image URI "
+              "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST], whose account and "
+              "Region say where the image lives")
 
 
 @dataclass(frozen=True)
@@ -273,6 +286,7 @@ class ImageReference:
     repository: str
     tag: str | None = None
     digest: str | None = None
+    scope: Scope | None = None  # the account and Region an image URI's registry host names
 
     def __str__(self) -> str:
         if self.digest:
@@ -281,9 +295,21 @@ class ImageReference:
 
 
 def parse_reference(text: str) -> ImageReference:
-    """``REPO``, ``REPO:TAG`` or ``REPO@DIGEST``, optionally behind the ECR registry host.
-    A bare ``REPO`` means ``REPO:latest``, as for docker."""
-    rest = _REGISTRY.sub("", text.strip(), count=1)
+    """``REPO``, ``REPO:TAG`` or ``REPO@DIGEST``, optionally behind an ECR registry host (an
+    image URI: its account and Region are the reference's ``scope``). A bare ``REPO`` means
+    ``REPO:latest``, as for docker."""
+    rest = text.strip()
+    scope = None
+    host = _REGISTRY.match(rest)
+    if host:
+        try:
+            scope = Scope(host["account"], host["region"])
+        except ScopeError as err:
+            raise OperatorError(f"{text}: {err}") from None
+        rest = rest[host.end():]
+    elif _AWS_HOST.match(rest):
+        raise OperatorError(f"{text}: {rest.split('/', 1)[0]!r} is not an Amazon ECR registry "
+                            "host (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
     digest = tag = None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
@@ -295,7 +321,7 @@ def parse_reference(text: str) -> ImageReference:
             raise OperatorError(f"{text}: {tag!r} is not an image tag")
     if not (2 <= len(rest) <= 256) or not _REPOSITORY.fullmatch(rest):
         raise OperatorError(f"{text}: {rest!r} is not a repository name")
-    return ImageReference(rest, None if digest else (tag or "latest"), digest)
+    return ImageReference(rest, None if digest else (tag or "latest"), digest, scope)
 
 
 def describe_image(ecr: Any, ref: ImageReference) -> tuple[str, list[str]]:

@@ -5,6 +5,11 @@ functions' own code: images never judged are judged (backfill), changed verdicts
 and notified, unchanged ones cost nothing. Rate-limited, with progress on stderr and a summary
 table on stdout; with ``--state-file`` an interrupted run resumes. Exit 0 done, 1 some image
 failed, 2 usage error, 130 interrupted.
+
+``--account ID`` backfills one account of an organization's hub instead: a re-evaluation
+request (naming the image's account and Region) for every image the table records for it and
+every image its ECR holds, queued on the re-evaluation queue, where the hub's function judges
+them in their own accounts at its own pace.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from typing import Any, TextIO
 from botocore.exceptions import ClientError
 
 from gatekeeper.adapters.ecr import ImageGone
+from gatekeeper.adapters.queue import ReevaluationQueue
 from gatekeeper.domain import evaluation
-from gatekeeper.domain.events import Trigger, reevaluation
+from gatekeeper.domain.events import Trigger, reevaluation, reevaluation_request
 from gatekeeper.domain.policy import PolicyError
+from gatekeeper.domain.scope import Scope
+from gatekeeper.runtime import BOTO_CONFIG
 from gatekeeper.service import Gatekeeper
 from gatekeeper_tools.cli.deployment import (
     EXIT_FAILED,
@@ -34,26 +42,37 @@ from gatekeeper_tools.cli.deployment import (
     Deployment,
     OperatorError,
     deployment_options,
-    from_arguments,
     one_line,
     operator_command,
 )
+from gatekeeper_tools.cli.scope import Place, checked_account, checked_region, locate, scope_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "reevaluate", parents=[deployment_options()],
-        help="re-judge (or backfill) every image of some repositories",
+        "reevaluate", parents=[deployment_options(), scope_options(account=False)],
+        help="re-judge (or backfill) every image of some repositories, or of one account",
         description="Re-evaluate every image of the chosen repositories with the published "
                     "policy, through the functions' own code: images never judged are "
                     "judged (backfill), changed verdicts are re-tagged and notified, "
                     "unchanged ones cost nothing. Progress on stderr, a summary table on "
                     "stdout. Exit 0 done, 1 some image failed, 2 usage error, 130 "
-                    "interrupted (with --state-file, re-run to continue).")
+                    "interrupted (with --state-file, re-run to continue). With --account ID "
+                    "(an organization's hub), backfill that account instead: queue a "
+                    "re-evaluation request, naming the image's account and Region, for every "
+                    "image the table records for the account (of --region, or of all its "
+                    "Regions; found by a Scan of the whole table filtered on the account, as "
+                    "the table has no index by account) and every image in its ECR (through "
+                    "its spoke role) in --region, or in each Region its records name, else in "
+                    "the stack's: name --region for each Region of an account you just added. "
+                    "The hub's re-evaluation function judges them; --dry-run lists them.")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--repository", metavar="GLOB", action="append",
                        help="repositories matching this glob (e.g. 'team-a/*'); repeatable")
     which.add_argument("--all", action="store_true", help="every repository")
+    which.add_argument("--account", metavar="ID",
+                       help="backfill this account (12 digits; with --region, that Region "
+                            "only): queue every image of it for the hub to re-evaluate")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the verdict each image would get; write nothing "
                              "(no verdict, tag or notification)")
@@ -69,8 +88,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """``args.sleep`` and ``args.clock`` pace the run (set by ``main``; tests never sleep)."""
+    if args.account is not None:
+        if args.state_file:
+            raise OperatorError("--state-file is not for --account: queueing the account "
+                                "again is harmless (re-evaluating is idempotent)")
+        account = str(checked_account(args.account))
+        region = checked_region(args.region)
+        return backfill(locate(args), account, region, dry_run=args.dry_run)
     return reevaluate(
-        from_arguments(args), patterns=args.repository or [], everything=args.all,
+        locate(args).deployment, patterns=args.repository or [], everything=args.all,
         dry_run=args.dry_run, rate=args.rate, state_file=args.state_file,
         progress=True if args.progress else None, sleep=args.sleep, clock=args.clock)
 
@@ -299,3 +325,42 @@ def _table(rows: list[Row], skipped: int, dry_run: bool) -> str:
                  + (f"; {skipped} skipped (state file)" if skipped else ""))
     return "\n".join(lines)
 
+
+
+# --- backfilling one account of an organization's hub ---------------------------------------
+
+def backfill(place: Place, account: str, region: str | None, *, dry_run: bool = False) -> int:
+    """Queue a re-evaluation request for every image of ``account`` (in ``region``, or in all
+    its Regions) that the table records or its ECR holds; the hub's function judges them."""
+    deployment, home = place.deployment, place.home
+    if not dry_run:
+        deployment.require("queue_url")
+
+    images: dict[tuple[str, str, str], tuple[Scope | None, str]] = {}
+    regions = {region} if region else set()
+    for record in deployment.store().records_in(account, region, home=home):
+        scope = record.scope or home
+        if scope is None:
+            continue
+        regions.add(scope.region)
+        state = record.state if record.judged else "pending"
+        images[(str(scope), record.repository, record.digest)] = (scope, state)
+    for name in sorted(regions or ({home.region} if home else set())):
+        scope = Scope(account, name)
+        where = Place(deployment, None if scope == home else scope, home, place.role_name)
+        for item in plan(where.ecr(), [], everything=True):
+            images.setdefault((str(scope), item.repository, item.digest), (scope, "never judged"))
+    requests, rows = [], []
+    for (_, repository, digest), (scope, state) in sorted(images.items()):
+        requests.append(reevaluation_request(repository, digest, Trigger.OPERATOR,
+                                             None if scope == home else scope))
+        rows.append(Row(f"{repository} ({scope.account} {scope.region})" if scope else repository,
+                        digest, "would-queue" if dry_run else "queued", state))
+    print(f"{'dry run: ' if dry_run else ''}{len(requests)} image(s) of account {account} "
+          f"({region or 'every Region'}) to queue for re-evaluation", file=sys.stderr)
+    if not dry_run and requests:
+        queue = ReevaluationQueue(deployment.session.client("sqs", config=BOTO_CONFIG),
+                                  str(deployment.queue_url))
+        queue.send(requests)
+    print(_table(rows, 0, dry_run))
+    return EXIT_OK

@@ -1,7 +1,9 @@
-"""``gatekeeper status IMAGE``: an image's recorded verdict and its history.
+"""``gatekeeper status IMAGE``: an image's recorded verdict and its history;
+``gatekeeper status --account ID``: the verdicts recorded for one account.
 
-Exit 0: a verdict is recorded; 1: not judged yet (no record, or pending); 2: usage error or no
-such image (a deleted image is still shown by digest when its verdict is recorded).
+Exit 0: a verdict is recorded (listing: at least one); 1: not judged yet (no record, or
+pending; listing: none); 2: usage error or no such image (a deleted image is still shown by
+digest when its verdict is recorded).
 """
 
 from __future__ import annotations
@@ -12,46 +14,68 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
+from gatekeeper.domain.scope import Scope
 from gatekeeper.render.record import record_document, signed_by
 from gatekeeper_tools.cli.deployment import (
     EXIT_FAILED,
     EXIT_OK,
     IMAGE_HELP,
-    Deployment,
     ImageNotFound,
+    ImageReference,
     OperatorError,
     deployment_options,
     describe_image,
-    from_arguments,
     operator_command,
     parse_reference,
+)
+from gatekeeper_tools.cli.scope import (
+    Place,
+    checked_account,
+    checked_region,
+    describe,
+    locate,
+    scope_options,
 )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "status", parents=[deployment_options()], help="show an image's verdict and its history",
+        "status", parents=[deployment_options(), scope_options()],
+        help="show an image's verdict and its history (or an account's verdicts)",
         description="Show the recorded verdict of an image (state, reasons, marker, the tags "
-                    "on the image now, policy version and rule, when and why it was decided) "
-                    "and its verdict history, newest first. Exit 0 judged, 1 not judged yet "
-                    "(no verdict recorded, or pending), 2 usage error or no such image.")
-    parser.add_argument("image", help=IMAGE_HELP)
+                    "on the image now, policy version and rule, when and why it was decided, "
+                    "the account and Region of a member account's image) and its verdict "
+                    "history, newest first. Exit 0 judged, 1 not judged yet (no verdict "
+                    "recorded, or pending), 2 usage error or no such image. Without IMAGE, "
+                    "--account ID lists the verdicts recorded for that account (of --region, "
+                    "or of all its Regions), page by page: a Scan of the whole table filtered "
+                    "on the account, as the table has no index by account (an operator's "
+                    "occasional read); exit 0 when it lists any, 1 when none.")
+    parser.add_argument("image", nargs="?", help=IMAGE_HELP + "; omit it with --account ID to "
+                        "list that account's verdicts")
     parser.add_argument("--format", choices=["text", "json"], default="text")
-    parser.set_defaults(func=operator_command(
-        "status", lambda args: status(from_arguments(args), args.image, args.format)))
+    parser.set_defaults(func=operator_command("status", _run))
 
 
-def status(deployment: Deployment, reference: str, fmt: str = "text") -> int:
+def _run(args: argparse.Namespace) -> int:
+    if args.image is None:
+        if args.account is None:
+            raise OperatorError("name an IMAGE, or --account ID to list an account's verdicts")
+        return listing(args, args.format)
+    ref = parse_reference(args.image)
+    return status(locate(args, ref), ref, args.format)
+
+
+def status(place: Place, ref: ImageReference, fmt: str = "text") -> int:
     """Exit 0: a verdict is recorded; 1: not judged yet (no record, or pending); 2: no such
     image (a deleted image is still shown by digest when its verdict is recorded)."""
-    ref = parse_reference(reference)
-    store = deployment.store()
+    store = place.store()
     try:
-        digest, tags = describe_image(deployment.ecr(), ref)
+        digest, tags = describe_image(place.ecr(), ref)
         exists = True
     except ImageNotFound as missing:
         if not ref.digest or store.get(ref.repository, ref.digest) is None:
-            raise OperatorError(str(missing)) from None
+            raise OperatorError(f"{missing}{place.where()}") from None
         digest, tags, exists = ref.digest, [], False
     record = store.get(ref.repository, digest)
     history = store.history(ref.repository, digest) if record is not None else []
@@ -61,6 +85,9 @@ def status(deployment: Deployment, reference: str, fmt: str = "text") -> int:
             "schema": "gatekeeper.status/v1",
             "repository": ref.repository,
             "digest": digest,
+            # a member account's image; null: the stack's own account and Region
+            "account": place.scope.account if place.scope else None,
+            "region": place.scope.region if place.scope else None,
             "exists": exists,
             "tags": tags,
             "verdict": record_document(record, tags) if record is not None else None,
@@ -69,8 +96,47 @@ def status(deployment: Deployment, reference: str, fmt: str = "text") -> int:
         }
         print(json.dumps(document, indent=2))
     else:
-        print(_status_text(ref.repository, digest, tags, exists, record, history))
+        print(_status_text(ref.repository, digest, tags, exists, record, history, place.scope))
     return code
+
+
+def listing(args: argparse.Namespace, fmt: str = "text") -> int:
+    """The verdicts recorded for ``--account`` (and ``--region``), printed page by page."""
+    account = str(checked_account(args.account))
+    region = checked_region(args.region)
+    place = locate(args)
+    home = place.home
+    records = place.deployment.store().records_in(account, region, home=home)
+    count = 0
+    documents = []
+    for record in records:
+        count += 1
+        scope = record.scope or home
+        if fmt == "json":
+            documents.append({"account": scope.account if scope else None,
+                              "region": scope.region if scope else None,
+                              "repository": record.repository, "digest": record.digest,
+                              "verdict": record_document(record, list(record.tags))})
+        else:
+            print(_listing_line(record, scope), flush=True)
+    which = f"account {account} ({region or 'every Region'})"
+    if fmt == "json":
+        print(json.dumps({"schema": "gatekeeper.status-list/v1", "account": account,
+                          "region": region, "records": documents}, indent=2))
+    else:
+        print(f"{count} verdict(s) recorded in {which}")
+    return EXIT_OK if count else EXIT_FAILED
+
+
+def _listing_line(record: ImageRecord, scope: Scope | None) -> str:
+    where = f"{scope.account}  {scope.region:<14}" if scope else "-"
+    state = record.state if record.judged else "PENDING"
+    if record.judged and not record.settled:
+        state += " (not settled)"
+    if record.gone:
+        state += " (image gone)"
+    return (f"{where}  {record.repository}@{record.digest}  {state}  "
+            f"{record.decided_at or record.created_at or '-'}")
 
 
 def _history_document(entry: HistoryEntry) -> dict[str, Any]:
@@ -82,9 +148,13 @@ def _history_document(entry: HistoryEntry) -> dict[str, Any]:
 
 
 def _status_text(repository: str, digest: str, tags: list[str], exists: bool,
-                 record: ImageRecord | None, history: list[HistoryEntry]) -> str:
+                 record: ImageRecord | None, history: list[HistoryEntry],
+                 scope: Scope | None = None) -> str:
     now = (", ".join(tags) or "(none)") if exists else "(image deleted)"
-    lines = [f"{repository}@{digest}", f"  tags now:    {now}"]
+    lines = [f"{repository}@{digest}{describe(scope)}"]
+    if scope is not None:
+        lines.append(f"  account:     {scope.account}, Region {scope.region}")
+    lines.append(f"  tags now:    {now}")
     if record is None:
         lines.append("  verdict:     none recorded (the gatekeeper has not seen this image; "
                      "'gatekeeper reevaluate' judges it)")

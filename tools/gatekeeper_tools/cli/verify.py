@@ -26,20 +26,21 @@ from gatekeeper_tools.cli.deployment import (
     IMAGE_HELP,
     Deployment,
     ImageNotFound,
+    ImageReference,
     OperatorError,
     deployment_options,
     describe_image,
-    from_arguments,
     operator_command,
     parse_reference,
 )
+from gatekeeper_tools.cli.scope import Place, locate, scope_options
 
 APPROVED_STATES = frozenset({str(Outcome.APPROVED), str(Outcome.APPROVED_WITH_WARNINGS)})
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "verify", parents=[deployment_options()],
+        "verify", parents=[deployment_options(), scope_options()],
         help="deploy gate: is this image approved, now, by a signed verdict?",
         description="For deploy pipelines. Exit 0 only when the recorded verdict is APPROVED "
                     "or APPROVED_WITH_WARNINGS, settled, the image not gone, the image "
@@ -47,7 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "(the stack's key, or --public-key) for this digest as the current "
                     "verdict (one line on stdout). Otherwise exit 1 with one line on stderr "
                     "saying why; 2 when the check itself could not run (usage, "
-                    "configuration, AWS error).")
+                    "configuration, AWS error). A member account's image is named by its "
+                    "URI, or by --account and --region (see below).")
     parser.add_argument("image", help=IMAGE_HELP)
     parser.add_argument("--public-key", metavar="FILE", type=Path,
                         help="verify offline with the stack key's public key (PEM or DER, "
@@ -61,25 +63,30 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    ref = parse_reference(args.image)
+    place = locate(args, ref)
     if args.api:
         from gatekeeper_tools.cli.verdict_api_client import verify_with_api
 
-        deployment = from_arguments(args)
+        if place.scope is not None:
+            raise OperatorError("the verdict API answers for the stack's own account and "
+                                "Region only; without --api, verify reads the table")
+        deployment = place.deployment
         return verify_with_api(deployment.session, args.api, args.image,
                                _verifier(deployment, args.public_key))
-    return verify(from_arguments(args), args.image, args.public_key)
+    return verify(place, ref, args.public_key)
 
 
-def verify(deployment: Deployment, reference: str, public_key: Path | None = None) -> int:
+def verify(place: Place, ref: ImageReference, public_key: Path | None = None) -> int:
     """0 only for an approved, settled, signed verdict whose marker is on the image now."""
-    ref = parse_reference(reference)
-    store = deployment.store()
+    deployment = place.deployment
+    store = place.store()
     verifier = _verifier(deployment, public_key)
     try:
-        digest, tags = describe_image(deployment.ecr(), ref)
+        digest, tags = describe_image(place.ecr(), ref)
     except ImageNotFound as missing:
-        return _refuse(str(missing))
-    image = f"{ref.repository}@{digest}"
+        return _refuse(f"{missing}{place.where()}")
+    image = f"{ref.repository}@{digest}{place.where()}"
     record = store.get(ref.repository, digest)
     if record is None:
         return _refuse(f"no verdict: the gatekeeper has no record of {image}")
@@ -102,7 +109,8 @@ def verify(deployment: Deployment, reference: str, public_key: Path | None = Non
         return _refuse(f"marker missing: {image} is {record.state} but does not carry "
                        f"{expected}{hint}")
     # The record says approved: only the stack key's signature makes it so.
-    decision = _gate(deployment, store, verifier).check_digest(ref.repository, digest)
+    decision = _gate(deployment, store, verifier).check_digest(ref.repository, digest,
+                                                               scope=place.scope)
     if not decision.allowed:
         return _refuse(f"not signed by the stack's key: {image}: {decision.reason}")
     warnings = ", with warnings" if record.state == Outcome.APPROVED_WITH_WARNINGS else ""

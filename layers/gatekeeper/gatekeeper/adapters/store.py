@@ -601,4 +601,31 @@ class VerdictStore:
                     history.append((repository, digest, HistoryEntry.from_item(item)))
             if "LastEvaluatedKey" not in page:
                 return records, history
+
+    def records_in(self, account: str, region: str | None = None,
+                   home: Scope | None = None) -> Iterator[ImageRecord]:
+        """The current verdicts of one member account (of one Region of it, or all), page by
+        page: a Scan of the whole table filtered on ``account`` and ``region`` (no index keys
+        on them; an operator's command, not a function's). When ``account`` is the ``home``
+        scope's, its items without a scope (every item a single-account stack wrote) are
+        included when the Region is the home one or not named."""
+        names = {"#account": "account"}
+        values: dict[str, Any] = {":verdict": {"S": "VERDICT"}, ":account": {"S": account}}
+        member = "#account = :account"
+        if region is not None:
+            member += " AND #region = :region"
+            names["#region"] = "region"
+            values[":region"] = {"S": region}
+        if home is not None and home.account == account and region in (None, home.region):
+            member = f"attribute_not_exists(#account) OR ({member})"
+        kwargs: dict[str, Any] = {"TableName": self._table,
+                                  "FilterExpression": f"sk = :verdict AND ({member})",
+                                  "ExpressionAttributeNames": names,
+                                  "ExpressionAttributeValues": values}
+        while True:
+            page = self._ddb.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
