@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
+from gatekeeper.domain.kev import KevCatalog
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome
 
@@ -70,6 +71,7 @@ class Rules:
     min_score: float | None = None
     block_if_exploit_available: bool = False
     block_if_epss_at_least: float | None = None
+    block_if_known_exploited: bool = False  # CISA KEV (gatekeeper.domain.kev)
     grace_days: Mapping[Severity, int] = field(default_factory=dict)
     mode: str = ENFORCE
     enforcement: str = "tag"  # or "archive": quarantined images also leave STANDARD storage
@@ -145,6 +147,9 @@ class Policy:
     # When this version was published ("" for the built-in policy): verdicts are never
     # committed with a policy older than the one behind the stored verdict.
     order: str = ""
+    # CISA's KEV catalog, attached by whoever loads the policy (the policy source reads the
+    # bucket's copy when a rule uses it); None: none was loaded (the rule fails closed).
+    known_exploited: KevCatalog | None = field(default=None, compare=False, repr=False)
     _by_repository: dict[str, list[PolicyException]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
@@ -155,6 +160,12 @@ class Policy:
                 return dataclasses.replace(self.default, **override.settings,
                                            matched=f"repositories[match={override.match}]")
         return self.default
+
+    @property
+    def uses_known_exploited(self) -> bool:
+        """Whether the default or any override sets block_if_known_exploited."""
+        return self.default.block_if_known_exploited or any(
+            o.settings.get("block_if_known_exploited") for o in self.repositories)
 
     def exceptions_for(self, repository: str) -> list[PolicyException]:
         found = self._by_repository.get(repository)
@@ -307,7 +318,8 @@ def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
         value = raw["on_scan_failure"]
         choices = {"default": value} if isinstance(value, str) else value
         settings["on_scan_failure"] = {state: _CHOICES[c] for state, c in choices.items()}
-    for name in ("ignore_unfixed", "block_if_exploit_available", "mode", "enforcement"):
+    for name in ("ignore_unfixed", "block_if_exploit_available", "block_if_known_exploited",
+                 "mode", "enforcement"):
         if name in raw:
             settings[name] = raw[name]
     for name in ("min_score", "block_if_epss_at_least"):
