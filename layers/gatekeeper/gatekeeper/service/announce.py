@@ -1,5 +1,10 @@
 """Announce: tell subscribers of verdict changes (at once or in the digest) and of forged
-markers. Called by the lease holder, so an image's notices go out in verdict order."""
+markers. Called by the lease holder, so an image's notices go out in verdict order.
+
+With a findings publisher (Security Hub, GATEKEEPER_SECURITY_HUB=enabled), a quarantine is
+also imported as the image's finding, updated on each change and resolved once the image is
+approved. Like a notice, a failed import fails the event (it is retried; the verdict stays).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Callable
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.events import ImageEvent
 from gatekeeper.domain.policy import Notifications
-from gatekeeper.domain.verdict import Verdict
+from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.observability import logger
 from gatekeeper.render.notification import (
     ImageRef,
@@ -16,14 +21,16 @@ from gatekeeper.render.notification import (
     forgery_notification,
     verdict_notification,
 )
-from gatekeeper.service.ports import Notifier, Store
+from gatekeeper.service.ports import FindingsPublisher, Notifier, Store
 
 
 class Announcer:
-    def __init__(self, notifier: Notifier, store: Store, now: Callable[[], str]) -> None:
+    def __init__(self, notifier: Notifier, store: Store, now: Callable[[], str],
+                 findings: FindingsPublisher | None = None) -> None:
         self.notifier = notifier
         self.store = store
         self.now = now
+        self.findings = findings
 
     def verdict(self, event: ImageEvent, committed: ImageRecord, verdict: Verdict,
                 previous: str | None, marker: str | None, tags: tuple[str, ...],
@@ -37,6 +44,8 @@ class Announcer:
         image = ImageRef(repo, digest, tags, event.account, event.region)
         verdict_id = f"{digest[7:19]}-{committed.verdict_id_revision}"
         time = committed.decided_at or self.now()
+        if self.findings is not None:
+            self._finding(image, verdict, previous, committed.created_at or time, time)
         if settings.digested(verdict.outcome):
             self.store.hold(f"{time}#{verdict_id}", digest_entry(
                 image, verdict, previous=previous, trigger=trigger, tags=tags,
@@ -50,6 +59,18 @@ class Announcer:
         logger.info("verdict notified", repository=repo, digest=digest,
                     verdict=verdict.outcome, message_id=message_id, channel=channel)
         return True
+
+    def _finding(self, image: ImageRef, verdict: Verdict, previous: str | None,
+                 created: str, time: str) -> None:
+        """Import the image's finding: active while quarantined, resolved once approved (an
+        image never quarantined has no finding to resolve)."""
+        if verdict.approved and previous != Outcome.QUARANTINED:
+            return
+        assert self.findings is not None
+        finding = self.findings.publish(image, verdict, created_at=created, updated_at=time)
+        logger.info("Security Hub finding imported", repository=image.repository,
+                    digest=image.digest, finding_id=finding["Id"],
+                    record_state=finding["RecordState"])
 
     def forgery(self, event: ImageEvent, tag: str, *, removed: bool, verdict: str | None,
                 tags: tuple[str, ...], settings: Notifications) -> None:

@@ -39,7 +39,15 @@ from gatekeeper.service.announce import Announcer
 from gatekeeper.service.enforce import Enforcer, Reconciled
 from gatekeeper.service.judge import Judge, Judgement, Pending
 from gatekeeper.service.lease import Leases
-from gatekeeper.service.ports import Images, Notifier, PolicySource, Result, Signer, Store
+from gatekeeper.service.ports import (
+    FindingsPublisher,
+    Images,
+    Notifier,
+    PolicySource,
+    Result,
+    Signer,
+    Store,
+)
 
 _MAX_CONFLICT_RETRIES = 5
 _MAX_DEPTH = 3  # images re-judged because of this one (indexes, a moved marker's owner)
@@ -57,6 +65,7 @@ class Gatekeeper:
         start_scans: bool = False,
         leases: Leases | None = None,
         signer: Signer | None = None,
+        findings: FindingsPublisher | None = None,
     ) -> None:
         self.images = images
         self.store = store
@@ -69,7 +78,7 @@ class Gatekeeper:
         self.signer = signer  # None: the stack has no signing key, verdicts go unsigned
         self.judge = Judge(images, store, policies, lambda: self.clock())
         self.enforcer = Enforcer(images, markers)
-        self.announcer = Announcer(notifier, store, self._now)
+        self.announcer = Announcer(notifier, store, self._now, findings)
 
     def handle(self, event: ImageEvent, _depth: int = 0) -> Result:
         owner = self.leases.new_owner()
