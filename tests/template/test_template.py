@@ -28,8 +28,9 @@ FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "Sweepe
 # function's EventInvokeConfig. OnReevaluateFunction is invoked synchronously by the SQS
 # poller instead: its failures go back to the queue, which redrives them to the DLQ.
 # SlackNotifierFunction (SNS, asynchronous too) exists only with SlackWebhookSecretArn.
+# KevRefreshFunction (its daily schedule) exists unless KevCatalogUrl is emptied.
 ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction",
-                   "SlackNotifierFunction")
+                   "SlackNotifierFunction", "KevRefreshFunction")
 # The functions that judge images: each holds exactly the gatekeeper's grants.
 JUDGING_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")
 # The judging functions' memory is set from the memory benchmark (template.yaml, Globals).
@@ -39,12 +40,13 @@ TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 
             "SweeperFunction": 300}
 RULES = ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
          "OnScanFunctionInspectorScan", "InspectorFindingRule", "SweeperFunctionHourly",
-         "SweeperFunctionPolicyPublished")
+         "SweeperFunctionPolicyPublished", "KevRefreshFunctionDaily")
 # Every rule target retries for an hour; the hourly schedule only 3 times (its next tick
 # comes an hour later anyway), then dead-letters like the others.
 RETRIES = {rule: {"MaximumRetryAttempts": 24, "MaximumEventAgeInSeconds": 3600}
            for rule in RULES} | {
-    "SweeperFunctionHourly": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}}
+    "SweeperFunctionHourly": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+    "KevRefreshFunctionDaily": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}}
 REQUIRED_OUTPUTS = {
     "VerdictTopicArn", "VerdictTableName", "PolicyBucketName", "DeadLetterQueueUrl",
     "DeadLetterQueueArn", "OnPushFunctionArn", "OnScanFunctionArn", "GatekeeperLayerArn",
@@ -134,7 +136,8 @@ def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> Non
     # parameter (tests/template/test_slack_template.py, test_ecs_hook_template.py,
     # test_verdict_api_template.py)
     assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS) | {
-        "SlackNotifierFunction", "EcsDeploymentHookFunction", "VerdictApiFunction"}
+        "SlackNotifierFunction", "EcsDeploymentHookFunction", "VerdictApiFunction",
+        "KevRefreshFunction"}
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -178,6 +181,7 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_SCAN_TIMEOUT_MINUTES": {"Ref": "ScanTimeoutMinutes"},
         "GATEKEEPER_START_SCANS": {"Ref": "StartScanIfNotOnPush"},
         "GATEKEEPER_HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
+        "GATEKEEPER_SECURITY_HUB": {"Ref": "SecurityHubFindings"},
         "GATEKEEPER_LEASE_SECONDS": "90",
         "GATEKEEPER_SIGNING_KEY_ARN": {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]},
     }
@@ -285,6 +289,7 @@ def test_rules_reach_their_functions_or_the_reevaluation_queue(cfn: dict[str, An
         "InspectorFindingRule": QUEUE_ARN,
         "SweeperFunctionHourly": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
         "SweeperFunctionPolicyPublished": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
+        "KevRefreshFunctionDaily": {"Fn::GetAtt": ["KevRefreshFunction", "Arn"]},
     }
 
 
@@ -300,9 +305,15 @@ def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -
     (statement,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                     if s["Principal"] != {"Service": "sns.amazonaws.com"}]  # (Slack's redrive)
 
-    # Then EventBridge may send to it, from exactly the template's six rules
-    rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")]
-    assert len(rules) == 6
+    # Then EventBridge may send to it, from exactly the template's seven rules (a rule that
+    # exists on a condition, only then)
+    def source(rule_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        arn = {"Fn::GetAtt": [rule_id, "Arn"]}
+        return ({"Fn::If": [rule["Condition"], arn, {"Ref": "AWS::NoValue"}]}
+                if "Condition" in rule else arn)
+
+    rules = [source(k, r) for k, r in of_type(cfn, "AWS::Events::Rule").items()]
+    assert len(rules) == 7
     assert policy["Properties"]["Queues"] == [{"Ref": "DeadLetterQueue"}]
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
@@ -448,11 +459,19 @@ def test_only_the_named_publishers_may_write_the_policy(cfn: dict[str, Any]) -> 
                                         "s3:DeleteObjectVersion", "s3:ReplicateObject",
                                         "s3:ReplicateDelete"}
     assert statement["Resource"] == {"Fn::Sub": "${PolicyBucket.Arn}/*"}
-    # With publishers named, they are the exception; with none, nobody is (no condition)
+    # With publishers named, they are the exception; with none, nobody is (no condition);
+    # and KevRefreshFunction's role, where it exists (its IAM: the KEV catalog's key only)
+    kev_role = {"Fn::GetAtt": ["KevRefreshFunctionRole", "Arn"]}
     assert statement["Condition"] == {"Fn::If": [
         "HasPolicyPublishers",
-        {"ArnNotLike": {"aws:PrincipalArn": {"Ref": "PolicyPublisherArns"}}},
-        {"Ref": "AWS::NoValue"}]}
+        {"ArnNotLike": {"aws:PrincipalArn": {"Fn::If": [
+            "HasKevRefresh",
+            {"Fn::Split": [",", {"Fn::Join": [",", [
+                {"Fn::Join": [",", {"Ref": "PolicyPublisherArns"}]}, kev_role]]}]},
+            {"Ref": "PolicyPublisherArns"}]}}},
+        {"Fn::If": ["HasKevRefresh", {"ArnNotLike": {"aws:PrincipalArn": [kev_role]}},
+                    {"Ref": "AWS::NoValue"}]}]}
+    assert grants(role_statements(cfn, "KevRefreshFunction"), "s3:PutObject") == [KEV_OBJECT]
     assert cfn["Conditions"]["HasPolicyPublishers"] == {"Fn::Not": [{"Fn::Equals": [
         {"Fn::Join": ["", {"Ref": "PolicyPublisherArns"}]}, ""]}]}
     # and the bucket's own management (its policy, its settings) is left to IAM: no lock-out
@@ -566,6 +585,8 @@ def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, A
 # repository's images; write a marker (PutImage), remove one (BatchDeleteImage by tag),
 # archive and restore (UpdateImageStorageClass). The README's threat model says why each.
 SIGNING_KEY_ARN = {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
+KEV_OBJECT = {"Fn::Sub": "${PolicyBucket.Arn}/kev/known_exploited_vulnerabilities.json"}
+KEV_URL = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
                "ecr:ListImages", "ecr:PutImage", "ecr:BatchDeleteImage",
                "ecr:UpdateImageStorageClass")
@@ -586,7 +607,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         assert grants(statements, action) == [TABLE_ARN], action
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"}]
     assert grants(statements, "s3:GetObject") == [
-        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}]
+        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}, KEV_OBJECT]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
     assert grants(statements, "inspector2:ListFindings") == ["*"]
     assert grants(statements, "kms:Sign") == [SIGNING_KEY_ARN]  # every verdict change
@@ -603,6 +624,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         ("dynamodb:Query", TABLE_ARN),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:GetObject", KEV_OBJECT),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
         ("kms:Sign", SIGNING_KEY_ARN),
@@ -630,6 +652,9 @@ def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_di
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
+        # whether the policy uses the KEV catalog, when a new copy of it is written
+        ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
     )
     # and it updates only DueIndex's attributes (the one-time backfill), returning nothing
     backfill, *scoped = scoped
@@ -746,6 +771,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "OtherRegistries": "deny",
         "VerdictApi": "disabled",
         "VerdictApiReservedConcurrency": 5,
+        "KevCatalogUrl": KEV_URL,
+        "SecurityHubFindings": "disabled",
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

@@ -14,27 +14,10 @@ from gatekeeper.domain.findings import Finding, Severity, Source
 from gatekeeper.domain.kev import KevCatalog, KevError, parse_catalog, plausible
 from gatekeeper.domain.policy import parse_policy
 from gatekeeper.domain.verdict import Outcome
+from tests.domain_support import KEV_CVE, catalog_document, kev_entry
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-KEV_CVE = "CVE-2024-3400"
 OTHER_CVE = "CVE-2023-99999"
-
-
-def kev_entry(cve: str, added: str = "2024-04-12") -> dict[str, Any]:
-    """One entry as CISA's catalog writes it (every documented field)."""
-    return {"cveID": cve, "vendorProject": "Palo Alto Networks", "product": "PAN-OS",
-            "vulnerabilityName": "PAN-OS Command Injection Vulnerability",
-            "dateAdded": added, "shortDescription": "A command injection vulnerability.",
-            "requiredAction": "Apply mitigations per vendor instructions.",
-            "dueDate": "2024-04-19", "knownRansomwareCampaignUse": "Unknown", "notes": "",
-            "cwes": ["CWE-77"]}
-
-
-def catalog_document(*entries: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    entries = entries or (kev_entry(KEV_CVE),)
-    return {"title": "CISA Catalog of Known Exploited Vulnerabilities",
-            "catalogVersion": "2024.04.12", "dateReleased": "2024-04-12T17:00:00.000Z",
-            "count": len(entries), "vulnerabilities": list(entries), **fields}
 
 
 def catalog(*entries: dict[str, Any]) -> KevCatalog:
