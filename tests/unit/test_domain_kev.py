@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from gatekeeper.config import ConfigError, KevRefreshConfig
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import Finding, Severity, Source
-from gatekeeper.domain.kev import KevCatalog, KevError, parse_catalog, plausible
+from gatekeeper.domain.kev import KEV_URL, KevCatalog, KevError, parse_catalog, plausible
 from gatekeeper.domain.policy import parse_policy
 from gatekeeper.domain.verdict import Outcome
 from tests.domain_support import KEV_CVE, catalog_document, kev_entry
@@ -141,3 +142,23 @@ def test_with_the_rule_off_the_catalog_changes_nothing() -> None:
     verdict = evaluation.evaluate(judged, "team/api", [vuln(KEV_CVE)], NOW)
     # Then the LOW finding counts as usual
     assert verdict.outcome is Outcome.APPROVED
+
+
+# --- the refresh function's settings ----------------------------------------------------------
+
+KEV_ENV = {"GATEKEEPER_POLICY_BUCKET": "policy-bucket",
+           "GATEKEEPER_OPERATOR_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:operators"}
+
+
+def test_the_refresh_reads_cisas_url_by_default_and_refuses_plain_http_elsewhere() -> None:
+    # Given the refresh's environment without a URL; Then CISA's feed is the source
+    config = KevRefreshConfig.from_env(KEV_ENV)
+    assert config.catalog_url == KEV_URL and config.min_entries == 1_000
+    # and http:// is accepted only on the loopback (tests, a local mirror)
+    local = KevRefreshConfig.from_env(KEV_ENV | {"GATEKEEPER_KEV_URL": "http://127.0.0.1:8000/k"})
+    assert local.catalog_url == "http://127.0.0.1:8000/k"
+    with pytest.raises(ConfigError) as err:
+        KevRefreshConfig.from_env(KEV_ENV | {"GATEKEEPER_KEV_URL": "http://example.com/kev",
+                                             "GATEKEEPER_OPERATOR_TOPIC_ARN": ""})
+    assert "GATEKEEPER_KEV_URL must be an https:// URL" in str(err.value)
+    assert "GATEKEEPER_OPERATOR_TOPIC_ARN is not set" in str(err.value)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from gatekeeper.domain.kev import KEV_URL, MIN_PLAUSIBLE_ENTRIES
 from gatekeeper.domain.markers import MarkerScheme
 
 SECRET_ENV = "GATEKEEPER_SLACK_SECRET_ARN"  # noqa: S105 - the name of a variable holding an ARN
@@ -241,28 +242,26 @@ class KevRefreshConfig:
     policy_bucket: str
     catalog_url: str
     operator_topic_arn: str
-    min_entries: int = 1_000  # fewer CVEs than this is not CISA's catalog (domain.kev)
+    min_entries: int = MIN_PLAUSIBLE_ENTRIES  # fewer CVEs is not CISA's catalog
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KevRefreshConfig:
         """From ``env`` (default: the process environment); ConfigError lists every problem."""
         read = _Reader(os.environ if env is None else env)
         bucket = read.text("GATEKEEPER_POLICY_BUCKET", _BUCKET, _BUCKET_NAME)
-        url = read.text("GATEKEEPER_KEV_URL", _KEV, default=_KEV_DEFAULT)
+        url = read.text("GATEKEEPER_KEV_URL", _KEV, default=KEV_URL)
         match = re.fullmatch(_KEV_URL, url)
         if not match or (match["scheme"] == "http" and match["host"] not in _LOOPBACK):
             read.problems.append(f"GATEKEEPER_KEV_URL must be {_KEV}, not {_shown(url)}")
         config = cls(policy_bucket=bucket, catalog_url=url,
                      operator_topic_arn=read.text("GATEKEEPER_OPERATOR_TOPIC_ARN", _TOPIC,
                                                   _TOPIC_ARN),
-                     min_entries=read.integer("GATEKEEPER_KEV_MIN_ENTRIES", 1_000, 1,
-                                              1_000_000))
+                     min_entries=read.integer("GATEKEEPER_KEV_MIN_ENTRIES",
+                                              MIN_PLAUSIBLE_ENTRIES, 1, 1_000_000))
         read.check()
         return config
 
 
-_KEV_DEFAULT = ("https://www.cisa.gov/sites/default/files/feeds/"
-                "known_exploited_vulnerabilities.json")
 _KEV_URL = r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9.-]+)(:[0-9]+)?(/[^\s]*)?"
 _KEV = "an https:// URL of CISA's KEV catalog (http:// only on 127.0.0.1 or localhost)"
 _LOOPBACK = ("127.0.0.1", "localhost")

@@ -1,7 +1,8 @@
 """What every Lambda handler does with its event: parse it, hand it to its use case, count
 the result, log why. The functions' ``app.py`` modules import this module only: it gives them
 the observability decorators and one entry function each (``on_push``, ``on_scan``,
-``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``, ``on_verdict_api``), bound to
+``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``, ``on_verdict_api``,
+``on_kev_refresh``), bound to
 the container's wiring
 (:mod:`gatekeeper.runtime`)."""
 

@@ -13,17 +13,19 @@ stderr), which includes incomplete input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FindingsError
+from gatekeeper.domain.kev import KevError, parse_catalog
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy
 from gatekeeper.domain.scan_input import ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
 from gatekeeper.render.report import explain, verdict_document
-from gatekeeper_tools.cli.deployment import EXIT_OK
+from gatekeeper_tools.cli.deployment import EXIT_INPUT, EXIT_OK
 from gatekeeper_tools.cli.policy import read_policy
 
 EXIT_QUARANTINED = 1
@@ -48,6 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tag", help="the tag to show in the report")
     parser.add_argument("--digest", help="pick one image from list-findings output")
     parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--kev", metavar="FILE",
+                        help="CISA's KEV catalog (its JSON feed), for a policy with "
+                             "block_if_known_exploited; without it that rule quarantines")
     parser.set_defaults(func=evaluate)
 
 
@@ -61,6 +66,13 @@ def exit_code(verdict: Verdict) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     policy, policy_source = _policy(args.policy)
+    if getattr(args, "kev", None):
+        try:
+            catalog = parse_catalog(Path(args.kev).read_bytes(), source=args.kev)
+        except KevError as err:
+            print(f"gatekeeper: {err}", file=sys.stderr)
+            return EXIT_INPUT
+        policy = dataclasses.replace(policy, known_exploited=catalog)
     try:
         text = sys.stdin.read() if args.findings == "-" else Path(args.findings).read_text(
             encoding="utf-8")
