@@ -21,7 +21,8 @@ from gatekeeper.observability import logger
 
 
 class Catalogs(Protocol):
-    location: str
+    @property
+    def location(self) -> str: ...
 
     def get(self) -> KevCatalog: ...
     def put(self, body: bytes) -> str: ...
