@@ -45,7 +45,8 @@ class Announcer:
         verdict_id = f"{digest[7:19]}-{committed.verdict_id_revision}"
         time = committed.decided_at or self.now()
         if self.findings is not None:
-            self._finding(image, verdict, previous, committed.created_at or time, time)
+            self._finding(self.findings, image, verdict, previous,
+                          committed.created_at or time, time)
         if settings.digested(verdict.outcome):
             self.store.hold(f"{time}#{verdict_id}", digest_entry(
                 image, verdict, previous=previous, trigger=trigger, tags=tags,
@@ -60,14 +61,14 @@ class Announcer:
                     verdict=verdict.outcome, message_id=message_id, channel=channel)
         return True
 
-    def _finding(self, image: ImageRef, verdict: Verdict, previous: str | None,
-                 created: str, time: str) -> None:
+    @staticmethod
+    def _finding(findings: FindingsPublisher, image: ImageRef, verdict: Verdict,
+                 previous: str | None, created: str, time: str) -> None:
         """Import the image's finding: active while quarantined, resolved once approved (an
         image never quarantined has no finding to resolve)."""
         if verdict.approved and previous != Outcome.QUARANTINED:
             return
-        assert self.findings is not None
-        finding = self.findings.publish(image, verdict, created_at=created, updated_at=time)
+        finding = findings.publish(image, verdict, created_at=created, updated_at=time)
         logger.info("Security Hub finding imported", repository=image.repository,
                     digest=image.digest, finding_id=finding["Id"],
                     record_state=finding["RecordState"])
