@@ -56,3 +56,25 @@ def quarantined(digest: str) -> str:
 def load_findings(name: str) -> dict[str, Any]:
     """A sample scan result from samples/findings/ (the JSON ECR or Inspector returns)."""
     return json.loads((FINDINGS / f"{name}.json").read_text())
+
+
+# --- CISA's KEV catalog, as its JSON feed writes it -------------------------------------------
+
+KEV_CVE = "CVE-2024-3400"
+
+
+def kev_entry(cve: str, added: str = "2024-04-12") -> dict[str, Any]:
+    """One entry as CISA's catalog writes it (every documented field)."""
+    return {"cveID": cve, "vendorProject": "Palo Alto Networks", "product": "PAN-OS",
+            "vulnerabilityName": "PAN-OS Command Injection Vulnerability",
+            "dateAdded": added, "shortDescription": "A command injection vulnerability.",
+            "requiredAction": "Apply mitigations per vendor instructions.",
+            "dueDate": "2024-04-19", "knownRansomwareCampaignUse": "Unknown", "notes": "",
+            "cwes": ["CWE-77"]}
+
+
+def catalog_document(*entries: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    entries = entries or (kev_entry(KEV_CVE),)
+    return {"title": "CISA Catalog of Known Exploited Vulnerabilities",
+            "catalogVersion": "2024.04.12", "dateReleased": "2024-04-12T17:00:00.000Z",
+            "count": len(entries), "vulnerabilities": list(entries), **fields}

@@ -254,6 +254,8 @@ def test_policy_rules_shows_the_entry_that_applies_to_a_repository_and_account(
                                         "mode:            enforce",
                                         "max_findings:    CRITICAL 0, HIGH 0"]
     assert "exceptions:      none" in default
+
+
 @mock_aws
 def test_push_publishes_the_vex_files_the_policy_names_first(tmp_path: Path,
                                                              capsys: Any) -> None:

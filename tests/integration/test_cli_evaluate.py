@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper_tools.cli import main
+from tests.domain_support import catalog_document, kev_entry
 from tests.support import FINDINGS, ROOT, load_findings
 
 IMAGE = "sha256:7368dd6c4c0f436ab6524b894ff812900ef6bfc6056a4c99f4ac32199fe8e249"
@@ -1264,6 +1265,8 @@ def test_an_account_that_is_not_an_account_id_is_a_usage_error(capsys: Any, stri
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert f"not a twelve-digit AWS account id: {bad!r}" in err
+
+
 # --- Trivy / Grype reports in, SARIF out -----------------------------------------------------
 
 SCANNERS = ROOT / "tests" / "fixtures" / "scanners"
@@ -1406,3 +1409,32 @@ def test_the_readme_scanner_examples_run_as_written(capsys: Any, tmp_path: Path)
             assert json.loads(out)["runs"][0]["properties"]["verdict"] == "QUARANTINED"
         else:
             assert out.startswith("QUARANTINED  team-a/web:")
+
+
+# --- block_if_known_exploited: the KEV catalog from a file -----------------------------------
+
+KEV_POLICY = ("version: 1\ndefault:\n  max_findings: {CRITICAL: 5, HIGH: 5}\n"
+              "  block_if_known_exploited: true\n")
+
+
+def test_the_kev_rule_reads_the_catalog_given_and_fails_closed_without_one(
+        capsys: Any, tmp_path: Path) -> None:
+    # Given a policy with block_if_known_exploited and a catalog listing the image's CRITICAL
+    policy = write(tmp_path / "policy.yaml", KEV_POLICY)
+    catalog = write(tmp_path / "kev.json",
+                    catalog_document(kev_entry("CVE-2023-4863", "2023-09-13")))
+    findings = write(tmp_path / "page.json", page("basic-critical"))
+    # When it is evaluated with the catalog; Then it is quarantined for that CVE
+    code, out, _ = run(capsys, "evaluate", "--findings", findings, "--policy", policy,
+                       "--kev", catalog)
+    assert code == 1
+    assert ("CVE-2023-4863 is a known exploited vulnerability (CISA KEV, added 2023-09-13)"
+            in out)
+    # and without one, the rule fails closed, saying so
+    code, out, _ = run(capsys, "evaluate", "--findings", findings, "--policy", policy)
+    assert code == 1 and "KEV catalog unavailable: no catalog was loaded" in out
+    # and a file that is not a catalog is an input error
+    broken = write(tmp_path / "broken.json", "{}")
+    code, _, err = run(capsys, "evaluate", "--findings", findings, "--policy", policy,
+                       "--kev", broken)
+    assert code == 2 and "broken.json: vulnerabilities: expected a list" in err

@@ -52,6 +52,8 @@ MEANT_FOR: dict[str, str | None] = {
     "sqs-reevaluation": "OnReevaluateFunction",
     "scheduled-event": "SweeperFunction",
     "s3-policy-object-created": "SweeperFunction",
+    "s3-kev-catalog-object-created": "SweeperFunction",
+    "kev-refresh-schedule": "KevRefreshFunction",
     "sns-verdict-notification": "SlackNotifierFunction",
     "ecs-lifecycle-hook-pre-scale-up": "EcsDeploymentHookFunction",
     "ecs-lifecycle-hook-post-test-traffic-shift": "EcsDeploymentHookFunction",

@@ -10,6 +10,7 @@ import boto3
 import pytest
 import yaml
 
+from gatekeeper.domain.kev import KEV_KEY
 from gatekeeper_tools.local.stack import (
     NOT_IN_MOTO,
     Delivery,
@@ -144,7 +145,7 @@ def test_the_policy_rule_names_the_deployed_policy_object(deployment: LocalDeplo
 
     # Then it names the stack's bucket and the policy key
     assert pattern["detail"] == {"bucket": {"name": [deployment.policy_bucket]},
-                                 "object": {"key": ["policy.yaml"]}}
+                                 "object": {"key": ["policy.yaml", KEV_KEY]}}
     # and takes the recorded Object Created event for that bucket, not for another
     assert eventbridge_matches(pattern, load("s3-policy-object-created",
                                              deployment.policy_bucket))
@@ -233,6 +234,8 @@ def test_routes_follow_codeuri_and_handler(cfn: dict[str, Any]) -> None:
         "SweeperFunctionHourly": ("SweeperFunction", "functions.sweeper.app", "handler", None),
         "SweeperFunctionPolicyPublished": ("SweeperFunction", "functions.sweeper.app",
                                            "handler", None),
+        "KevRefreshFunctionDaily": ("KevRefreshFunction", "functions.kev_refresh.app",
+                                    "handler", None),
     }
     assert all(isinstance(r, Route) and r.pattern == cfn["Resources"][r.rule_id]["Properties"].get(
         "EventPattern") for r in found.values())
@@ -253,7 +256,8 @@ def test_routes_take_findings_through_the_queue_and_the_schedule_without_a_patte
     assert (hourly.function_id, hourly.pattern, hourly.queue_id) == ("SweeperFunction", None,
                                                                      None)
     # and only those: no other rule is a schedule or feeds a queue
-    assert [r.rule_id for r in found.values() if r.pattern is None] == ["SweeperFunctionHourly"]
+    assert [r.rule_id for r in found.values() if r.pattern is None] == [
+        "SweeperFunctionHourly", "KevRefreshFunctionDaily"]
     assert [r.rule_id for r in found.values() if r.queue_id] == ["InspectorFindingRule"]
 
 

@@ -29,7 +29,7 @@ INSPECTOR_RULE = "OnScanFunctionInspectorScan"
 FINDING_RULE = "InspectorFindingRule"
 POLICY_RULE = "SweeperFunctionPolicyPublished"
 # Rules without a pattern: EventBridge invokes their target on a schedule, never for an event.
-SCHEDULES = {"SweeperFunctionHourly": "rate(1 hour)"}
+SCHEDULES = {"SweeperFunctionHourly": "rate(1 hour)", "KevRefreshFunctionDaily": "rate(1 day)"}
 
 # Every recorded event, and the one rule it must reach (None: no rule may match it).
 DELIVERED_TO: dict[str, str | None] = {
@@ -48,6 +48,9 @@ DELIVERED_TO: dict[str, str | None] = {
     "inspector2-scan": INSPECTOR_RULE,
     "inspector2-finding": FINDING_RULE,
     "s3-policy-object-created": POLICY_RULE,
+    # A new copy of the KEV catalog in the policy bucket (KevRefreshFunction, or by hand).
+    "s3-kev-catalog-object-created": POLICY_RULE,
+    "kev-refresh-schedule": None,
     # What a schedule sends its target; no pattern may take it for something else.
     "scheduled-event": None,
     # What SNS hands the Slack notifier (not an EventBridge event): no rule may take it.

@@ -28,8 +28,9 @@ FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "Sweepe
 # function's EventInvokeConfig. OnReevaluateFunction is invoked synchronously by the SQS
 # poller instead: its failures go back to the queue, which redrives them to the DLQ.
 # SlackNotifierFunction (SNS, asynchronous too) exists only with SlackWebhookSecretArn.
+# KevRefreshFunction (its daily schedule) exists unless KevCatalogUrl is emptied.
 ASYNC_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "SweeperFunction",
-                   "SlackNotifierFunction")
+                   "SlackNotifierFunction", "KevRefreshFunction")
 # The functions that judge images: each holds exactly the gatekeeper's grants.
 JUDGING_FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction")
 # The judging functions' memory is set from the memory benchmark (template.yaml, Globals).
@@ -39,7 +40,7 @@ TIMEOUTS = {"OnPushFunction": 60, "OnScanFunction": 60, "OnReevaluateFunction": 
             "SweeperFunction": 300}
 RULES = ("OnPushFunctionEcrImagePush", "OnScanFunctionEcrBasicScan",
          "OnScanFunctionInspectorScan", "InspectorFindingRule", "SweeperFunctionHourly",
-         "SweeperFunctionPolicyPublished")
+         "SweeperFunctionPolicyPublished", "KevRefreshFunctionDaily")
 # Organization mode (OrganizationId set): the hub bus's rules, each the twin of a default-bus
 # rule above (same pattern, target, retries, dead letters; tests/template/test_spoke_template.py).
 HUB_RULES = {"HubEcrImagePushRule": "OnPushFunctionEcrImagePush",
@@ -50,7 +51,8 @@ HUB_RULES = {"HubEcrImagePushRule": "OnPushFunctionEcrImagePush",
 # comes an hour later anyway), then dead-letters like the others.
 RETRIES = {rule: {"MaximumRetryAttempts": 24, "MaximumEventAgeInSeconds": 3600}
            for rule in RULES} | {
-    "SweeperFunctionHourly": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}}
+    "SweeperFunctionHourly": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+    "KevRefreshFunctionDaily": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}}
 REQUIRED_OUTPUTS = {
     "VerdictTopicArn", "VerdictTableName", "PolicyBucketName", "DeadLetterQueueUrl",
     "DeadLetterQueueArn", "OnPushFunctionArn", "OnScanFunctionArn", "GatekeeperLayerArn",
@@ -140,7 +142,8 @@ def test_the_template_has_exactly_the_four_functions(cfn: dict[str, Any]) -> Non
     # parameter (tests/template/test_slack_template.py, test_ecs_hook_template.py,
     # test_verdict_api_template.py)
     assert set(of_type(cfn, "AWS::Lambda::Function")) == set(FUNCTIONS) | {
-        "SlackNotifierFunction", "EcsDeploymentHookFunction", "VerdictApiFunction"}
+        "SlackNotifierFunction", "EcsDeploymentHookFunction", "VerdictApiFunction",
+        "KevRefreshFunction"}
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -184,6 +187,7 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_SCAN_TIMEOUT_MINUTES": {"Ref": "ScanTimeoutMinutes"},
         "GATEKEEPER_START_SCANS": {"Ref": "StartScanIfNotOnPush"},
         "GATEKEEPER_HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
+        "GATEKEEPER_SECURITY_HUB": {"Ref": "SecurityHubFindings"},
         "GATEKEEPER_LEASE_SECONDS": "90",
         "GATEKEEPER_SIGNING_KEY_ARN": {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]},
         # organization mode (empty OrganizationId: the stack's own account only)
@@ -298,6 +302,7 @@ def test_rules_reach_their_functions_or_the_reevaluation_queue(cfn: dict[str, An
         "InspectorFindingRule": QUEUE_ARN,
         "SweeperFunctionHourly": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
         "SweeperFunctionPolicyPublished": {"Fn::GetAtt": ["SweeperFunction", "Arn"]},
+        "KevRefreshFunctionDaily": {"Fn::GetAtt": ["KevRefreshFunction", "Arn"]},
     }
 
 
@@ -313,11 +318,16 @@ def test_only_the_rules_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -
     (statement,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                     if s["Principal"] != {"Service": "sns.amazonaws.com"}]  # (Slack's redrive)
 
-    # Then EventBridge may send to it, from exactly the template's six rules, and the hub
-    # bus's four in organization mode
-    rules = [{"Fn::GetAtt": [rule, "Arn"]} for rule in of_type(cfn, "AWS::Events::Rule")
-             if rule not in HUB_RULES]
-    assert len(rules) == 6
+    # Then EventBridge may send to it, from exactly the template's seven rules (a rule that
+    # exists on a condition, only then), and the hub bus's four in organization mode
+    def source(rule_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        arn = {"Fn::GetAtt": [rule_id, "Arn"]}
+        return ({"Fn::If": [rule["Condition"], arn, {"Ref": "AWS::NoValue"}]}
+                if "Condition" in rule else arn)
+
+    rules = [source(k, r) for k, r in of_type(cfn, "AWS::Events::Rule").items()
+             if k not in HUB_RULES]
+    assert len(rules) == 7
     rules += [{"Fn::If": ["IsHub", {"Fn::GetAtt": [rule, "Arn"]}, {"Ref": "AWS::NoValue"}]}
               for rule in HUB_RULES]
     assert policy["Properties"]["Queues"] == [{"Ref": "DeadLetterQueue"}]
@@ -470,11 +480,19 @@ def test_only_the_named_publishers_may_write_the_policy(cfn: dict[str, Any]) -> 
                                         "s3:DeleteObjectVersion", "s3:ReplicateObject",
                                         "s3:ReplicateDelete"}
     assert statement["Resource"] == {"Fn::Sub": "${PolicyBucket.Arn}/*"}
-    # With publishers named, they are the exception; with none, nobody is (no condition)
+    # With publishers named, they are the exception; with none, nobody is (no condition);
+    # and KevRefreshFunction's role, where it exists (its IAM: the KEV catalog's key only)
+    kev_role = {"Fn::GetAtt": ["KevRefreshFunctionRole", "Arn"]}
     assert statement["Condition"] == {"Fn::If": [
         "HasPolicyPublishers",
-        {"ArnNotLike": {"aws:PrincipalArn": {"Ref": "PolicyPublisherArns"}}},
-        {"Ref": "AWS::NoValue"}]}
+        {"ArnNotLike": {"aws:PrincipalArn": {"Fn::If": [
+            "HasKevRefresh",
+            {"Fn::Split": [",", {"Fn::Join": [",", [
+                {"Fn::Join": [",", {"Ref": "PolicyPublisherArns"}]}, kev_role]]}]},
+            {"Ref": "PolicyPublisherArns"}]}}},
+        {"Fn::If": ["HasKevRefresh", {"ArnNotLike": {"aws:PrincipalArn": [kev_role]}},
+                    {"Ref": "AWS::NoValue"}]}]}
+    assert grants(role_statements(cfn, "KevRefreshFunction"), "s3:PutObject") == [KEV_OBJECT]
     assert cfn["Conditions"]["HasPolicyPublishers"] == {"Fn::Not": [{"Fn::Equals": [
         {"Fn::Join": ["", {"Ref": "PolicyPublisherArns"}]}, ""]}]}
     # and the bucket's own management (its policy, its settings) is left to IAM: no lock-out
@@ -589,6 +607,8 @@ def test_the_denies_are_the_tls_guard_and_the_two_writer_guards(cfn: dict[str, A
 # archive and restore (UpdateImageStorageClass). The README's threat model says why each.
 SIGNING_KEY_ARN = {"Fn::GetAtt": ["VerdictSigningKey", "Arn"]}
 OPERATOR_TOPIC_KEY_ARN = {"Fn::GetAtt": ["OperatorTopicKey", "Arn"]}
+KEV_OBJECT = {"Fn::Sub": "${PolicyBucket.Arn}/kev/known_exploited_vulnerabilities.json"}
+KEV_URL = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 ECR_ACTIONS = ("ecr:DescribeImageScanFindings", "ecr:DescribeImages", "ecr:BatchGetImage",
                "ecr:ListImages", "ecr:PutImage", "ecr:BatchDeleteImage",
                "ecr:UpdateImageStorageClass")
@@ -614,7 +634,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
     assert grants(statements, "sns:Publish") == [{"Ref": "VerdictTopic"},
                                                   {"Ref": "OperatorTopic"}]
     assert grants(statements, "s3:GetObject") == [
-        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}, VEX_DOCUMENTS]
+        {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}, VEX_DOCUMENTS, KEV_OBJECT]
     assert grants(statements, "s3:ListBucket") == [{"Fn::GetAtt": ["PolicyBucket", "Arn"]}]
     assert grants(statements, "inspector2:ListFindings") == ["*"]
     assert grants(statements, "kms:Sign") == [SIGNING_KEY_ARN]  # every verdict change
@@ -632,6 +652,7 @@ def test_function_role_grants_what_the_gatekeeper_calls(cfn: dict[str, Any],
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
         ("s3:GetObject", VEX_DOCUMENTS),
+        ("s3:GetObject", KEV_OBJECT),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
         ("inspector2:ListFindings", "*"),
         ("kms:Sign", SIGNING_KEY_ARN),
@@ -664,6 +685,9 @@ def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_di
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
+        # whether the policy uses the KEV catalog, when a new copy of it is written
+        ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
+        ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
     )
     # and it updates only DueIndex's attributes (the one-time backfill), returning nothing
     backfill, *scoped = scoped
@@ -782,6 +806,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
         "VerdictApiReservedConcurrency": 5,
         "OrganizationId": "",
         "SpokeRoleName": "ecr-scan-gatekeeper-spoke",
+        "KevCatalogUrl": KEV_URL,
+        "SecurityHubFindings": "disabled",
     }
     assert cfn["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
     assert 90 in cfn["Parameters"]["LogRetentionInDays"]["AllowedValues"]

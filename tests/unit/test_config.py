@@ -18,6 +18,7 @@ from gatekeeper.config import (
     ConfigError,
     EcsHookConfig,
     GateConfig,
+    KevRefreshConfig,
     SlackConfig,
     SweeperConfig,
     VerdictApiConfig,
@@ -334,6 +335,7 @@ CONFIG_OF = {  # each function of the template: the configuration its handler re
     "SlackNotifierFunction": SlackConfig,
     "EcsDeploymentHookFunction": EcsHookConfig,
     "VerdictApiFunction": VerdictApiConfig,
+    "KevRefreshFunction": KevRefreshConfig,
 }
 # What CloudFormation's Ref gives for the stack's resources of each type (the names are
 # generated: stack name, logical id, a random suffix; buckets' in lower case).
@@ -426,6 +428,11 @@ def test_the_template_s_defaults_parse_for_each_function(function_id: str,
         return
     if config_class is VerdictApiConfig:
         assert config.table_name == env["GATEKEEPER_TABLE"]  # all it reads
+        return
+    if config_class is KevRefreshConfig:
+        assert config.catalog_url == cfn["Parameters"]["KevCatalogUrl"]["Default"]
+        assert config.operator_topic_arn == env["GATEKEEPER_OPERATOR_TOPIC_ARN"]
+        assert config.policy_bucket == env["GATEKEEPER_POLICY_BUCKET"]
         return
     assert config.policy_key == cfn["Parameters"]["PolicyObjectKey"]["Default"]
     assert config.scan_timeout_minutes == cfn["Parameters"]["ScanTimeoutMinutes"]["Default"]

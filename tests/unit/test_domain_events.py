@@ -56,6 +56,8 @@ IGNORED = {
     "inspector2-finding": "Inspector2 Finding",
     "s3-policy-object-created": "Object Created",
     "scheduled-event": "Scheduled Event",
+    "s3-kev-catalog-object-created": "Object Created",
+    "kev-refresh-schedule": "Scheduled Event",
 }
 
 

@@ -161,7 +161,8 @@ def test_a_null_list_is_an_error_as_the_json_schema_says(key: str) -> None:
 
 
 SEVERITIES = ("CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED")
-RULE_KEYS = ("block_if_epss_at_least, block_if_exploit_available, enforcement, grace_days, "
+RULE_KEYS = ("block_if_epss_at_least, block_if_exploit_available, block_if_known_exploited, "
+             "enforcement, grace_days, "
              "ignore_unfixed, max_findings, min_score, mode, on_scan_failure, warn_findings")
 OVERRIDE_KEYS = "accounts, " + RULE_KEYS.replace("max_findings", "match, max_findings")
 SCAN_FAILURE = ("expected 'quarantine' or 'approve', or a mapping from scan state to one of "

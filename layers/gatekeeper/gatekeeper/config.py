@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from gatekeeper.domain.kev import KEV_URL, MIN_PLAUSIBLE_ENTRIES
 from gatekeeper.domain.markers import MarkerScheme
 from gatekeeper.domain.scope import REGION, Scope, scope_of
 
@@ -51,6 +52,7 @@ _QUEUE = "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
 _KEY = "a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
 SIGNING_KEY_ENV = "GATEKEEPER_SIGNING_KEY_ARN"
 OTHER_REGISTRIES_ENV = "GATEKEEPER_OTHER_REGISTRIES"
+SECURITY_HUB_ENV = "GATEKEEPER_SECURITY_HUB"
 _SLACK_ARN = "a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
 
 
@@ -102,6 +104,7 @@ class Config:
     @property
     def home_scope(self) -> Scope | None:
         return scope_of(self.account_id, self.region)
+    security_hub: bool = False  # quarantines become Security Hub findings (GATEKEEPER_SECURITY_HUB)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -123,6 +126,8 @@ class Config:
             history_retention_days=shared.history_retention_days,
             signing_key_arn=read.key_arn(required=False),
             **read.organization(),
+            security_hub=read.choice(SECURITY_HUB_ENV, ("enabled", "disabled"),
+                                     "disabled") == "enabled",
         )
         read.check()
         return config
@@ -250,6 +255,39 @@ class VerdictApiConfig:
         return config
 
 
+@dataclass(frozen=True)
+class KevRefreshConfig:
+    """The KEV refresh's configuration: where the catalog comes from and goes (the policy
+    bucket), and whom to alert when a refresh fails."""
+
+    policy_bucket: str
+    catalog_url: str
+    operator_topic_arn: str
+    min_entries: int = MIN_PLAUSIBLE_ENTRIES  # fewer CVEs is not CISA's catalog
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KevRefreshConfig:
+        """From ``env`` (default: the process environment); ConfigError lists every problem."""
+        read = _Reader(os.environ if env is None else env)
+        bucket = read.text("GATEKEEPER_POLICY_BUCKET", _BUCKET, _BUCKET_NAME)
+        url = read.text("GATEKEEPER_KEV_URL", _KEV, default=KEV_URL)
+        match = re.fullmatch(_KEV_URL, url)
+        if not match or (match["scheme"] == "http" and match["host"] not in _LOOPBACK):
+            read.problems.append(f"GATEKEEPER_KEV_URL must be {_KEV}, not {_shown(url)}")
+        config = cls(policy_bucket=bucket, catalog_url=url,
+                     operator_topic_arn=read.text("GATEKEEPER_OPERATOR_TOPIC_ARN", _TOPIC,
+                                                  _TOPIC_ARN),
+                     min_entries=read.integer("GATEKEEPER_KEV_MIN_ENTRIES",
+                                              MIN_PLAUSIBLE_ENTRIES, 1, 1_000_000))
+        read.check()
+        return config
+
+
+_KEV_URL = r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9.-]+)(:[0-9]+)?(/[^\s]*)?"
+_KEV = "an https:// URL of CISA's KEV catalog (http:// only on 127.0.0.1 or localhost)"
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
 class _Shared(NamedTuple):
     table_name: str
     topic_arn: str
@@ -300,6 +338,16 @@ class _Reader:
                                  f"{high}, not {value}")
             return default
         return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if raw.strip().lower() not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, "
+                                 f"not {_shown(raw)}")
+            return default
+        return raw.strip().lower()
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._get(name)

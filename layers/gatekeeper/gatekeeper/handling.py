@@ -1,7 +1,8 @@
 """What every Lambda handler does with its event: parse it, hand it to its use case, count
 the result, log why. The functions' ``app.py`` modules import this module only: it gives them
 the observability decorators and one entry function each (``on_push``, ``on_scan``,
-``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``, ``on_verdict_api``), bound to
+``on_reevaluate``, ``on_sweep``, ``on_slack``, ``on_ecs_hook``, ``on_verdict_api``,
+``on_kev_refresh``), bound to
 the container's wiring
 (:mod:`gatekeeper.runtime`)."""
 
@@ -25,6 +26,7 @@ from gatekeeper.domain.events import (
     parse_event,
     parse_reevaluation,
 )
+from gatekeeper.domain.kev import KEV_KEY
 from gatekeeper.observability import (
     EVENTBRIDGE_CORRELATION,
     MetricUnit,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from gatekeeper.runtime import SweeperDeps
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.hub import Hub
+    from gatekeeper.service.kev_refresh import KevRefresh
     from gatekeeper.service.slack import SlackNotifier
     from gatekeeper.service.verdict_api import VerdictApi
 
@@ -49,6 +52,7 @@ __all__ = [
     "logger",
     "metrics",
     "on_ecs_hook",
+    "on_kev_refresh",
     "on_push",
     "on_reevaluate",
     "on_scan",
@@ -198,10 +202,12 @@ def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Any]:
     """The hourly schedule queues what time changed and sends the digest; a new policy object
     queues everything."""
-    store, queue, config, notifier = deps()
+    store, queue, config, notifier, policies = deps()
     source = event.get("source") if isinstance(event, dict) else None
     if source == "aws.s3":
         key = ((event.get("detail") or {}).get("object") or {}).get("key")
+        if key == KEV_KEY and key != config.policy_key:
+            return _kev_published(store, queue, policies)
         if key != config.policy_key:
             return {"status": "ignored", "reason": f"object {key!r} is not the policy"}
         count = sweep.policy_published(store, queue)
@@ -217,6 +223,31 @@ def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
         return {"status": "queued", "trigger": "sweep", "count": count, "digested": digested}
     logger.info("event ignored", reason="not a schedule nor a policy upload", source=source)
     return {"status": "ignored", "reason": "not a schedule nor a policy upload"}
+
+
+def _kev_published(store: Any, queue: Any, policies: Any) -> dict[str, Any]:
+    """A new KEV catalog copy: every judged image is queued if the published policy uses
+    block_if_known_exploited (an added CVE may quarantine an approved image); else nothing."""
+    policy = policies.get() if policies is not None else None
+    if policy is None or not policy.uses_known_exploited:
+        logger.info("KEV catalog written; no rule uses it",
+                    policy_version=getattr(policy, "version", None))
+        return {"status": "ignored", "reason": "no rule of the policy uses the KEV catalog"}
+    count = sweep.policy_published(store, queue)
+    _count("KevReevaluationsQueued")
+    logger.info("KEV catalog written: queued every judged image", count=count,
+                policy_version=policy.version)
+    return {"status": "queued", "trigger": "kev", "count": count}
+
+
+def handle_kev_refresh(refresh: Callable[[], KevRefresh]) -> dict[str, Any]:
+    """The daily schedule: refresh the bucket's KEV catalog (a failure keeps the last copy and
+    alerts the operator topic; the invocation still succeeds, the next run tries again)."""
+    result = refresh()()
+    _count({"updated": "KevCatalogUpdated", "unchanged": "KevCatalogUnchanged"}.get(
+        result.status, "KevRefreshFailed"))
+    logger.info("KEV refresh done", **result.as_dict())
+    return result.as_dict()
 
 
 def _time_left(context: Any) -> Callable[[], float]:
@@ -364,3 +395,8 @@ def on_ecs_hook(event: Any) -> dict[str, str]:
 def on_verdict_api(event: Any) -> dict[str, Any]:
     """The verdict API's function URL requests."""
     return handle_http(event, api=runtime.verdict_api)
+
+
+def on_kev_refresh(event: Any) -> dict[str, Any]:
+    """The daily schedule: CISA's KEV catalog, downloaded to the policy bucket."""
+    return handle_kev_refresh(refresh=runtime.kev_refresh)

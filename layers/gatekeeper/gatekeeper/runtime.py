@@ -27,6 +27,7 @@ from gatekeeper.config import (
     Config,
     EcsHookConfig,
     GateConfig,
+    KevRefreshConfig,
     SlackConfig,
     SweeperConfig,
     VerdictApiConfig,
@@ -34,11 +35,13 @@ from gatekeeper.config import (
 from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
+    from gatekeeper.adapters.security_hub import SecurityHubFindings
     from gatekeeper.domain.admission import Gate
     from gatekeeper.domain.scope import Scope
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
     from gatekeeper.service.gate import VerdictGate
     from gatekeeper.service.hub import Hub
+    from gatekeeper.service.kev_refresh import KevRefresh
     from gatekeeper.service.slack import SlackNotifier
     from gatekeeper.service.verdict_api import VerdictApi
 
@@ -72,7 +75,16 @@ def build(config: Config, session: boto3.session.Session | None = None) -> Gatek
         signer=(KmsSigner(session.client("kms", config=BOTO_CONFIG), config.signing_key_arn)
                 if config.signing_key_arn else None),
         scope=config.home_scope,
+        findings=security_hub(session) if config.security_hub else None,
     )
+
+
+def security_hub(session: boto3.session.Session) -> SecurityHubFindings:
+    """Quarantines as Security Hub findings (GATEKEEPER_SECURITY_HUB=enabled)."""
+    from gatekeeper.adapters.security_hub import SecurityHubFindings
+
+    return SecurityHubFindings(session.client("securityhub", config=BOTO_CONFIG),
+                               session.client("sts", config=BOTO_CONFIG))
 
 
 def build_hub(config: Config, home: Callable[[], Gatekeeper],
@@ -165,6 +177,8 @@ class SweeperDeps(NamedTuple):
     queue: ReevaluationQueue
     config: SweeperConfig
     notifier: SnsNotifier
+    # the published policy: a new KEV catalog re-evaluates images only if a rule uses it
+    policies: S3PolicySource | None = None
 
 
 @cache
@@ -177,7 +191,9 @@ def sweeper() -> SweeperDeps:
         ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
                           config.reevaluation_queue_url),
         config,
-        SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn))
+        SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
+        S3PolicySource(session.client("s3", config=BOTO_CONFIG), config.policy_bucket,
+                       config.policy_key, max_age_seconds=0, with_catalog=False))
 
 
 @cache
@@ -233,3 +249,30 @@ def build_verdict_api(config: VerdictApiConfig,
 def verdict_api() -> VerdictApi:
     """The verdict API function's use case, from the environment the template sets."""
     return build_verdict_api(VerdictApiConfig.from_env())
+
+
+# --- the KEV catalog refresh ---------------------------------------------------------------
+
+def build_kev_refresh(config: KevRefreshConfig,
+                      session: boto3.session.Session | None = None) -> KevRefresh:
+    """The daily refresh: CISA's URL in, the policy bucket's copy out, the operator topic told
+    of a failure (its modules imported here: the judging functions never load them)."""
+    from gatekeeper.adapters import kev_feed
+    from gatekeeper.adapters.notifier import OperatorAlerts
+    from gatekeeper.adapters.policy_source import KevCatalogSource
+    from gatekeeper.service.kev_refresh import KevRefresh
+
+    session = session or boto3.session.Session()
+    return KevRefresh(
+        download=lambda: kev_feed.download(config.catalog_url),
+        catalogs=KevCatalogSource(session.client("s3", config=BOTO_CONFIG),
+                                  config.policy_bucket),
+        alerts=OperatorAlerts(session.client("sns", config=BOTO_CONFIG),
+                              config.operator_topic_arn),
+        source=config.catalog_url, min_entries=config.min_entries)
+
+
+@cache
+def kev_refresh() -> KevRefresh:
+    """The KEV refresh function's use case, from the environment the template sets."""
+    return build_kev_refresh(KevRefreshConfig.from_env())

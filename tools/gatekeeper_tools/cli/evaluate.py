@@ -18,12 +18,14 @@ stderr), which includes incomplete input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from gatekeeper.domain import evaluation
 from gatekeeper.domain.findings import FindingsError
+from gatekeeper.domain.kev import KevError, parse_catalog
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy
 from gatekeeper.domain.scan_input import AUTO, INPUT_FORMATS, ScanInput, read_scan
 from gatekeeper.domain.verdict import Outcome, Verdict
@@ -62,6 +64,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--digest", help="pick one image from list-findings output")
     parser.add_argument("--format", choices=["text", "json", "sarif"], default="text",
                         help="sarif: SARIF 2.1.0 for code-scanning UIs (exit code as for text)")
+    parser.add_argument("--kev", metavar="FILE",
+                        help="CISA's KEV catalog (its JSON feed), for a policy with "
+                             "block_if_known_exploited; without it that rule quarantines")
     parser.set_defaults(func=evaluate)
 
 
@@ -80,6 +85,13 @@ def evaluate(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     args.findings = args.findings or args.findings_file
     policy, policy_source = _policy(args.policy)
+    if getattr(args, "kev", None):
+        try:
+            catalog = parse_catalog(Path(args.kev).read_bytes(), source=args.kev)
+        except KevError as err:
+            print(f"gatekeeper: {err}", file=sys.stderr)
+            return EXIT_INPUT
+        policy = dataclasses.replace(policy, known_exploited=catalog)
     try:
         text = sys.stdin.read() if args.findings == "-" else Path(args.findings).read_text(
             encoding="utf-8")

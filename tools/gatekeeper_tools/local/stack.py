@@ -159,6 +159,11 @@ def transform_template(path: str | Path = "template.yaml",
     return json.loads(_transformed_json(resolved, region, resolved.stat().st_mtime_ns))
 
 
+# Parameters a local deployment sets unless told otherwise: no daily KEV download from the
+# internet (seed kev/known_exploited_vulnerabilities.json in the policy bucket instead).
+LOCAL_DEFAULTS = {"KevCatalogUrl": ""}
+
+
 # --- routes: which rule invokes which handler -----------------------------------------------
 
 @dataclass(frozen=True)
@@ -322,6 +327,7 @@ class LocalDeployment:
         values = {**{name: str(spec["Default"]) for name, spec in
                      cfn.get("Parameters", {}).items() if "Default" in spec},
                   **self.physical_ids}
+        # a rule left out by its condition (an option not given) routes nothing
         self.routes = [replace(route, pattern=_resolve(route.pattern, values))
                        for route in routes if route.rule_id in self.physical_ids]
 
@@ -357,7 +363,8 @@ class LocalDeployment:
         cloudformation.create_stack(StackName=stack_name, TemplateBody=json.dumps(local),
                                     Capabilities=["CAPABILITY_IAM"],
                                     Parameters=[{"ParameterKey": k, "ParameterValue": v}
-                                                for k, v in (parameters or {}).items()])
+                                                for k, v in {**LOCAL_DEFAULTS,
+                                                             **(parameters or {})}.items()])
         status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
         if status != "CREATE_COMPLETE":
             raise RuntimeError(f"stack {stack_name} ended {status} in moto")

@@ -33,3 +33,16 @@ class SnsNotifier:
             MessageAttributes=message_attributes(notification),
         )
         return str(response["MessageId"])
+
+
+class OperatorAlerts:
+    """Plain-text alerts for the operators' topic (the one the alarms use)."""
+
+    def __init__(self, client: Any, topic_arn: str) -> None:
+        self._sns = client
+        self._topic = topic_arn
+
+    def alert(self, subject: str, message: str) -> str:
+        response = self._sns.publish(TopicArn=self._topic, Subject=subject[:100],
+                                     Message=message)
+        return str(response["MessageId"])

@@ -16,6 +16,12 @@ with the policy and read again, past the cache's age, only when their ETags chan
 ListObjectsV2 page per 1,000 documents under the prefix, a conditional GET per named file). A
 named document missing or one that does not validate raises PolicyError, as a broken policy
 does: nothing is judged with part of the VEX the security team published.
+
+A policy that sets ``block_if_known_exploited`` anywhere gets CISA's KEV catalog attached
+(``policy.known_exploited``), read from the same bucket (:data:`KEV_KEY`) alongside the policy
+and cached the same way. A catalog that is missing or does not read is attached as
+unavailable, with the reason: the rule then fails closed, and only the images it applies to are
+quarantined (the event does not fail, the catalog is read again past the cache's age).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gatekeeper.domain import vex
+from gatekeeper.domain.kev import KEV_KEY, KevCatalog, KevError, parse_catalog
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, PolicyIssue, parse_policy
 
 # Where the functions may read VEX documents (template.yaml grants s3:GetObject on it).
@@ -45,6 +52,7 @@ class S3PolicySource:
         key: str,
         max_age_seconds: float = 60,
         clock: Callable[[], float] = time.monotonic,
+        with_catalog: bool = True,
     ) -> None:
         self._s3 = client
         self._bucket = bucket
@@ -57,12 +65,14 @@ class S3PolicySource:
         self.unchanged = 0
         self._vex: dict[str, tuple[str, bytes]] = {}  # key: (ETag, body) of each VEX document
         self._vex_index: tuple[tuple[tuple[str, str], ...], vex.VexIndex] | None = None
+        # None: the KEV catalog is not attached (the sweeper only asks whether a rule uses it)
+        self.catalog = KevCatalogSource(client, bucket, KEV_KEY) if with_catalog else None
 
     def get(self) -> Policy:
         now = self._clock()
         if self._cached and now - self._cached[0] < self._max_age:
             return self._cached[1]
-        policy = self._load(self._cached[1] if self._cached else None)
+        policy = self._with_catalog(self._load(self._cached[1] if self._cached else None))
         self._cached = (now, policy)
         return policy
 
@@ -70,9 +80,18 @@ class S3PolicySource:
         """Read the object now, whatever the cache's age (a new version was just published, or
         a verdict names a version this container has not seen)."""
         previous = self._cached[1] if self._cached else None
-        policy = self._load(previous)
+        policy = self._with_catalog(self._load(previous))
         self._cached = (self._clock(), policy)
         return policy
+
+    def _with_catalog(self, policy: Policy) -> Policy:
+        """The policy with the KEV catalog attached, when a rule of it uses the catalog."""
+        if self.catalog is None or not policy.uses_known_exploited:
+            return policy
+        catalog = self.catalog.get()
+        if catalog is policy.known_exploited:
+            return policy
+        return dataclasses.replace(policy, known_exploited=catalog)
 
     def _load(self, cached: Policy | None) -> Policy:
         request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
@@ -169,3 +188,51 @@ def _order(last_modified: Any) -> str:
         return ""
     stamp = last_modified if last_modified.tzinfo else last_modified.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KevCatalogSource:
+    """The bucket's copy of CISA's KEV catalog, read again only when its ETag changed."""
+
+    def __init__(self, client: Any, bucket: str, key: str = KEV_KEY) -> None:
+        self._s3 = client
+        self._bucket = bucket
+        self._key = key
+        self._etag: str | None = None
+        self._cached: KevCatalog | None = None
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self._bucket}/{self._key}"
+
+    def get(self) -> KevCatalog:
+        """The catalog; an unavailable one (with the reason) when it cannot be read."""
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
+        if self._cached is not None and self._etag:
+            request["IfNoneMatch"] = self._etag
+        try:
+            response = self._s3.get_object(**request)
+            body = response["Body"].read()
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code"))
+            if code in ("304", "NotModified") and self._cached is not None:
+                return self._cached
+            problem = (f"no catalog at {self.location}" if code in ("NoSuchKey", "404")
+                       else f"{self.location} could not be read ({code})")
+            return self._unavailable(problem)
+        try:
+            catalog = parse_catalog(body, source=self.location)
+        except KevError as err:
+            return self._unavailable(" ".join(line.strip() for line in str(err).splitlines()))
+        self._etag, self._cached = response.get("ETag"), catalog
+        return catalog
+
+    def put(self, body: bytes) -> str:
+        """Write a new copy (a new S3 version); its version id."""
+        response = self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=body,
+                                       ContentType="application/json")
+        return str(response.get("VersionId") or "")
+
+    def _unavailable(self, problem: str) -> KevCatalog:
+        """No catalog (the verdicts of the rule's images say why); read again next time."""
+        self._etag, self._cached = None, None
+        return KevCatalog.unavailable(problem)

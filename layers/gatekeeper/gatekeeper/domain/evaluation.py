@@ -8,8 +8,10 @@ For each finding, in this order:
 1. an active exception that covers it (id, package, repository) exempts it from everything,
    and so does an OpenVEX not_affected/fixed statement for it and the image
    (:mod:`gatekeeper.domain.vex`);
-2. with ``block_if_exploit_available`` / ``block_if_epss_at_least``, a finding with a known
-   exploit / a high EPSS blocks the image, whatever its severity, fix, score or age;
+2. with ``block_if_exploit_available`` / ``block_if_epss_at_least`` /
+   ``block_if_known_exploited``, a finding with a known exploit / a high EPSS / a CVE in CISA's
+   KEV catalog (``policy.known_exploited``) blocks the image, whatever its severity, fix, score
+   or age; with that catalog unavailable, the KEV rule blocks the image (fail closed);
 3. ``ignore_unfixed``, ``min_score`` and ``grace_days`` make it not count (it is still shown);
 4. otherwise it counts toward ``max_findings`` (quarantine) and ``warn_findings`` (warning).
 
@@ -30,6 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
+from gatekeeper.domain.kev import KevCatalog
 from gatekeeper.domain.policy import (
     SCAN_DONE_STATES,
     SCAN_FAILED_STATES,
@@ -83,12 +86,13 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     # Rules switched off cost nothing per finding; grace periods become cut-off instants.
     exploit = rules.block_if_exploit_available
     epss_at_least = rules.block_if_epss_at_least
+    kev, kev_added = _known_exploited(policy, rules.block_if_known_exploited)
     ignore_unfixed = rules.ignore_unfixed
     min_score = rules.min_score
     cutoffs = {s: now - timedelta(days=d) for s, d in rules.grace_days.items() if d > 0}
     # (grace_days is at most 3650 by the schema, so the cut-offs stay on the calendar)
 
-    rules_on = bool(exploit or epss_at_least is not None or ignore_unfixed
+    rules_on = bool(exploit or epss_at_least is not None or kev_added or ignore_unfixed
                     or min_score is not None or cutoffs)
 
     by_severity: dict[Severity, list[Finding]] = {severity: [] for severity in Severity}
@@ -97,6 +101,7 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     new = tuple.__new__  # Ignored is a NamedTuple: skip its Python-level constructor
     exploited: list[Finding] = []
     likely: list[Finding] = []
+    known: list[Finding] = []
     for finding in findings:
         if active:
             candidates = active.get(finding.key)
@@ -119,6 +124,8 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
                 epss = finding.epss
                 if epss is not None and epss >= epss_at_least:
                     likely.append(finding)
+            if kev_added and finding.key in kev_added:
+                known.append(finding)
             if ignore_unfixed and finding.fix_available is False:
                 ignore(new(Ignored, (finding, "unfixed", None)))
                 continue
@@ -142,6 +149,8 @@ def evaluate(policy: Policy, repository: str, findings: Iterable[Finding],
     if likely:
         breaches.append(Breach("block_if_epss_at_least", None, len(likely),
                                epss_at_least or 0.0, tuple(sorted({f.id for f in likely}))))
+    if kev is not None:
+        breaches += _kev_breaches(kev, known)
     warnings = _limit_breaches("warn_findings", rules.warn_findings, by_severity)
     counted = [f for severity in reversed(Severity) for f in by_severity[severity]]
 
@@ -193,6 +202,30 @@ def _vex_reasons(vexed: Mapping[str, str], shown: int = 10) -> tuple[str, ...]:
     more = len(lines) - shown
     return tuple(lines[:shown]) + ((f"and {more} more vulnerabilities excepted by VEX",)
                                    if more > 0 else ())
+
+
+def _known_exploited(policy: Policy, on: bool) -> tuple[KevCatalog | None,
+                                                      Mapping[str, str]]:
+    """The KEV catalog when the rule is on (an unavailable one if none was loaded), and the
+    CVEs it lists."""
+    if not on:
+        return None, {}
+    kev = policy.known_exploited
+    if kev is None:
+        kev = KevCatalog.unavailable("no catalog was loaded")
+    return kev, kev.added
+
+
+def _kev_breaches(kev: KevCatalog, known: list[Finding]) -> list[Breach]:
+    """block_if_known_exploited: the listed findings, or the image if there is no catalog."""
+    if not kev.available:
+        return [Breach("block_if_known_exploited", None, 0, 1, (),
+                       (f"KEV catalog unavailable: {kev.problem}",))]
+    if not known:
+        return []
+    ids = tuple(sorted({f.id for f in known}))
+    return [Breach("block_if_known_exploited", None, len(known), 1, ids,
+                   tuple(kev.reason(i) for i in ids))]
 
 
 # What may end a sentence from outside (an ECR scan description, say) before "; " joins

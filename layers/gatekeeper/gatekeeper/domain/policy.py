@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gatekeeper.domain import accounts as account_rules
 from gatekeeper.domain.accounts import Accounts
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
+from gatekeeper.domain.kev import KevCatalog
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome
 
@@ -74,6 +75,7 @@ class Rules:
     min_score: float | None = None
     block_if_exploit_available: bool = False
     block_if_epss_at_least: float | None = None
+    block_if_known_exploited: bool = False  # CISA KEV (gatekeeper.domain.kev)
     grace_days: Mapping[Severity, int] = field(default_factory=dict)
     mode: str = ENFORCE
     enforcement: str = "tag"  # or "archive": quarantined images also leave STANDARD storage
@@ -172,6 +174,9 @@ class Policy:
     vex_files: tuple[str, ...] = ()
     vex_prefix: str | None = None
     vex: VexIndex | None = None
+    # CISA's KEV catalog, attached by whoever loads the policy (the policy source reads the
+    # bucket's copy when a rule uses it); None: none was loaded (the rule fails closed).
+    known_exploited: KevCatalog | None = field(default=None, compare=False, repr=False)
     # Caches keyed by (repository, account): a policy lives minutes in a container.
     _by_repository: dict[tuple[str, str | None], list[PolicyException]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -193,6 +198,12 @@ class Policy:
             if len(self._rules) < 10_000:
                 self._rules[key] = rules
         return rules
+
+    @property
+    def uses_known_exploited(self) -> bool:
+        """Whether the default or any override sets block_if_known_exploited."""
+        return self.default.block_if_known_exploited or any(
+            o.settings.get("block_if_known_exploited") for o in self.repositories)
 
     def exceptions_for(self, repository: str, account: str | None = None
                        ) -> list[PolicyException]:
@@ -357,7 +368,8 @@ def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
         value = raw["on_scan_failure"]
         choices = {"default": value} if isinstance(value, str) else value
         settings["on_scan_failure"] = {state: _CHOICES[c] for state, c in choices.items()}
-    for name in ("ignore_unfixed", "block_if_exploit_available", "mode", "enforcement"):
+    for name in ("ignore_unfixed", "block_if_exploit_available", "block_if_known_exploited",
+                 "mode", "enforcement"):
         if name in raw:
             settings[name] = raw[name]
     for name in ("min_score", "block_if_epss_at_least"):

@@ -29,6 +29,9 @@ class Breach:
     count: int
     limit: float
     finding_ids: tuple[str, ...]
+    # What the rule says of each finding (block_if_known_exploited: the day CISA added it),
+    # or of the image (the KEV catalog unavailable: why).
+    notes: tuple[str, ...] = ()
 
     def describe(self, shown: int = 10) -> str:
         ids = ", ".join(self.finding_ids[:shown])
@@ -38,6 +41,11 @@ class Breach:
         noun = "finding" if self.count == 1 else "findings"
         if self.rule == "block_if_exploit_available":
             return f"{self.count} {noun} with a known exploit ({ids})"
+        if self.rule == "block_if_known_exploited":
+            if not self.finding_ids:
+                return "; ".join(self.notes)
+            notes = "; ".join(self.notes[:shown])
+            return notes + (f" and {more} more" if more > 0 else "")
         if self.rule == "block_if_epss_at_least":
             return f"{self.count} {noun} with EPSS >= {self.limit:g} ({ids})"
         limit = int(self.limit)

@@ -40,7 +40,15 @@ from gatekeeper.service.announce import Announcer
 from gatekeeper.service.enforce import Enforcer, Reconciled
 from gatekeeper.service.judge import Judge, Judgement, Pending
 from gatekeeper.service.lease import Leases
-from gatekeeper.service.ports import Images, Notifier, PolicySource, Result, Signer, Store
+from gatekeeper.service.ports import (
+    FindingsPublisher,
+    Images,
+    Notifier,
+    PolicySource,
+    Result,
+    Signer,
+    Store,
+)
 
 _MAX_CONFLICT_RETRIES = 5
 _MAX_DEPTH = 3  # images re-judged because of this one (indexes, a moved marker's owner)
@@ -60,6 +68,7 @@ class Gatekeeper:
         signer: Signer | None = None,
         scope: Scope | None = None,
         member: bool = False,
+        findings: FindingsPublisher | None = None,
     ) -> None:
         self.images = images
         self.store = store
@@ -75,7 +84,7 @@ class Gatekeeper:
         # records are keyed, and their verdicts signed, with their account and Region
         self.judge = Judge(images, store, policies, lambda: self.clock(), scope)
         self.enforcer = Enforcer(images, markers)
-        self.announcer = Announcer(notifier, store, self._now, scope)
+        self.announcer = Announcer(notifier, store, self._now, scope, findings)
 
     def for_scope(self, scope: Scope, images: Images) -> Gatekeeper:
         """The same gatekeeper (policy, signer, notifier, markers, lease timings) judging a
@@ -86,7 +95,8 @@ class Gatekeeper:
             images=images, store=store, notifier=self.notifier, policies=self.policies,
             markers=self.markers, clock=self.clock, start_scans=self.start_scans,
             leases=self.leases.on(store),
-            signer=self.signer, scope=scope, member=True)
+            signer=self.signer, scope=scope, member=True,
+            findings=self.announcer.findings)
 
     def handle(self, event: ImageEvent, _depth: int = 0) -> Result:
         owner = self.leases.new_owner()

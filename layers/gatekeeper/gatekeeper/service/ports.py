@@ -9,7 +9,8 @@ from gatekeeper.adapters.ecr import Platform, ScanResult
 from gatekeeper.adapters.store import HistoryEntry, ImageRecord
 from gatekeeper.domain.attestation import Signature
 from gatekeeper.domain.policy import Policy
-from gatekeeper.render.notification import Notification
+from gatekeeper.domain.verdict import Verdict
+from gatekeeper.render.notification import ImageRef, Notification
 
 
 class ScanNotReady(Exception):
@@ -55,6 +56,13 @@ class Signer(Protocol):
 
 class Notifier(Protocol):
     def publish(self, notification: Notification) -> str: ...
+
+
+class FindingsPublisher(Protocol):
+    def publish(self, image: ImageRef, verdict: Verdict, *, created_at: str,
+                updated_at: str) -> dict[str, Any]:
+        """Import the image's finding for ``verdict``; the finding sent."""
+        ...
 
 
 class PolicySource(Protocol):
