@@ -28,9 +28,12 @@ from gatekeeper import runtime
 from gatekeeper.adapters.spoke import SpokeSessions
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import GateConfig
+from gatekeeper.domain.policy import parse_policy
 from gatekeeper.domain.scope import Scope
 from gatekeeper.service import sweep
 from gatekeeper.service.hub import MAX_DELAY, deferral_delay
+from gatekeeper_tools.cli.deployment import Deployment
+from gatekeeper_tools.cli.simulate import simulate
 from gatekeeper_tools.local.ecr import push_image, set_scan_result
 from tests.support import (
     ACCOUNT,
@@ -507,3 +510,34 @@ def test_a_single_account_stack_s_gate_refuses_other_registries(org: Org) -> Non
     gate = runtime.build_gate(config, org.world.session)
     decision = gate.check(f"{registry(A_EAST)}/team/app@sha256:{'c' * 64}")
     assert not decision.allowed and "not this gatekeeper's registry" in decision.reason
+
+
+# --- the security team's tools see every account ------------------------------------------------
+
+def test_simulate_judges_each_member_image_in_its_account_with_its_account_s_rules(
+        org: Org, context: Any) -> None:
+    # Given a published policy that only monitors the sandbox account B, images judged in
+    # accounts A and B, each with a HIGH finding, and both approved under today's policy
+    org.world.publish_policy("version: 1\ndefault:\n  max_findings: {CRITICAL: 0}\n")
+    images = {scope: org.push(scope, "team/app", seed=str(scope)) for scope in (A_EAST, B_WEST)}
+    for scope, digest in images.items():
+        org.scanned(scope, "team/app", digest, "basic-high-only")
+        assert on_scan(event_in(scope, scan_event("team/app", digest)), context)[
+            "verdict"] == "APPROVED"
+    candidate = parse_policy(
+        "version: 1\naccount_groups:\n  sandbox: ['2222*']\n"
+        "default:\n  max_findings: {CRITICAL: 0, HIGH: 0}\n"
+        "repositories:\n  - match: '*'\n    accounts: [group:sandbox]\n"
+        "    max_findings: {CRITICAL: 0}\n")
+
+    # When the team simulates a candidate that blocks HIGH everywhere but in the sandbox
+    config = org.world.config
+    deployment = Deployment(org.world.session, config.table_name, config.topic_arn,
+                            config.policy_bucket, config.policy_key, None, config.markers)
+    _, simulation = simulate(deployment, candidate)
+
+    # Then A's image (read in A through the spoke role) would flip, B's would not
+    flipped = {c.digest for c in simulation.compared if c.flips}
+    assert flipped == {images[A_EAST]}
+    assert len(simulation.compared) == 2
+    assert not simulation.not_judged

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gatekeeper.adapters.ecr import EcrImages, ScanResult
+from gatekeeper.adapters.ecr import ScanResult
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.exception_hygiene import ExceptionReport, Problem, classify
 from gatekeeper.domain.policy import Policy
@@ -33,7 +33,13 @@ from gatekeeper_tools.cli.deployment import (
     EXIT_OK,
     Deployment,
 )
-from gatekeeper_tools.cli.simulate import WORKERS, Progress, read_each, recorded_images
+from gatekeeper_tools.cli.simulate import (
+    WORKERS,
+    ImageAccounts,
+    Progress,
+    read_each,
+    recorded_images,
+)
 
 _WITHIN = re.compile(r"(\d{1,4})\s*([dw]?)")
 
@@ -63,17 +69,17 @@ def usage(deployment: Deployment, policy: Policy, *, workers: int = WORKERS,
     deployment.require("table")
     now = now or datetime.now(UTC)
     records = [r for r in recorded_images(deployment, ()) if not r.platforms]
+    accounts = ImageAccounts(deployment)
 
     def verdict(record: ImageRecord, scan: ScanResult) -> Judged | NotJudged:
         judged = judge(policy, record.repository, scan.status, scan.description,
-                       scan.findings, now)
+                       scan.findings, now, digest=record.digest, account=accounts.of(record))
         return judged if judged is not None else NotJudged(
             record.repository, record.digest, f"no finished scan (ECR reports {scan.status})",
             record.tags)
 
     meter = Progress(len(records), progress, sys.stderr, "lint")
-    results = read_each(EcrImages(deployment.ecr()), records, verdict, workers=workers,
-                        progress=meter)
+    results = read_each(accounts.ecr, records, verdict, workers=workers, progress=meter)
     used = frozenset(ref for r in results if isinstance(r, Judged) for ref in r.exceptions_used)
     missing = sorted((r for r in results if isinstance(r, NotJudged)),
                      key=lambda n: (n.repository, n.digest))

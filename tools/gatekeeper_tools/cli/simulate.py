@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from gatekeeper.adapters.ecr import EcrImages, ImageGone, ScanResult
 from gatekeeper.adapters.policy_source import S3PolicySource
 from gatekeeper.adapters.store import ImageRecord
 from gatekeeper.domain.policy import Policy
+from gatekeeper.domain.scope import Scope, scope_of
 from gatekeeper.domain.simulation import (
     Change,
     Comparison,
@@ -46,6 +48,7 @@ from gatekeeper_tools.cli.deployment import (
     Deployment,
     one_line,
 )
+from gatekeeper_tools.cli.scope import Place
 
 WORKERS = 8  # concurrent ECR reads: 1,000 images are not 1,000 sequential round trips
 PROGRESS_EVERY = 100  # images between two progress lines
@@ -94,16 +97,17 @@ class Progress:
                   flush=True)
 
 
-def read_each(images: EcrImages, records: Sequence[ImageRecord],
+def read_each(images: Callable[[ImageRecord], EcrImages], records: Sequence[ImageRecord],
               judge: Callable[[ImageRecord, ScanResult], R | NotJudged], *,
               workers: int = WORKERS, progress: Progress | None = None
               ) -> list[R | NotJudged]:
-    """``judge`` of every record's latest scan, read from ECR by ``workers`` threads; a record
-    whose image is gone, never scanned, or whose findings cannot be read is NotJudged."""
+    """``judge`` of every record's latest scan, read from its account's ECR (``images`` of
+    the record) by ``workers`` threads; a record whose image is gone, never scanned, or whose
+    findings cannot be read is NotJudged."""
     def one(record: ImageRecord) -> R | NotJudged:
         repository, digest, tags = record.repository, record.digest, record.tags
         try:
-            scan = images.scan(repository, digest)
+            scan = images(record).scan(repository, digest)
         except ImageGone:
             return NotJudged(repository, digest, "gone from ECR", tags)
         except Exception as err:  # one image's failure is listed; the others go on
@@ -135,18 +139,55 @@ def simulate(deployment: Deployment, candidate: Policy, *, patterns: Sequence[st
     singles = [r for r in records if not r.platforms]
     indexes = [r for r in records if r.platforms]
 
+    account = ImageAccounts(deployment)
+
     def judge(record: ImageRecord, scan: ScanResult) -> Comparison | NotJudged:
         return compare(published.policy, candidate, record.repository, record.digest,
                        scan.status, scan.description, scan.findings, now,
-                       recorded=record.state, tags=record.tags)
+                       recorded=record.state, tags=record.tags, account=account.of(record))
 
     meter = Progress(len(singles), progress, sys.stderr, "simulate")
-    results = read_each(EcrImages(deployment.ecr()), singles, judge, workers=workers,
-                        progress=meter)
+    results = read_each(account.ecr, singles, judge, workers=workers, progress=meter)
     by_key = {(r.repository, r.digest): r for r in results}
     results += [compare_index(published.policy, candidate, r.repository, r.digest, r.platforms,
-                              by_key, recorded=r.state, tags=r.tags) for r in indexes]
+                              by_key, recorded=r.state, tags=r.tags, account=account.of(r))
+                for r in indexes]
     return published, Simulation.of(results)
+
+
+class ImageAccounts:
+    """Where each recorded image lives: its account (for the policy's ``accounts:`` rules)
+    and its ECR: the deployment's own for the stack's images, a member account's through its
+    spoke role for an organization's (one client per account and Region, shared by the
+    threads)."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self._home: Scope | None = None
+        self._clients: dict[Scope | None, EcrImages] = {}
+        self._lock = threading.Lock()
+
+    def home(self) -> Scope | None:
+        if self._home is None:
+            session = self.deployment.session
+            account = session.client("sts").get_caller_identity()["Account"]
+            self._home = scope_of(account, session.region_name)
+        return self._home
+
+    def of(self, record: ImageRecord) -> str | None:
+        if record.account:
+            return record.account
+        home = self.home()
+        return home.account if home else None
+
+    def ecr(self, record: ImageRecord) -> EcrImages:
+        with self._lock:
+            found = self._clients.get(record.scope)
+            if found is None:
+                place = Place(self.deployment, record.scope,
+                              self.home() if record.scope else None)
+                found = self._clients[record.scope] = EcrImages(place.ecr())
+            return found
 
 
 # --- what is printed --------------------------------------------------------------------------

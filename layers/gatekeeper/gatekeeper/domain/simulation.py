@@ -85,20 +85,25 @@ class NotJudged:
 
 
 def judge(policy: Policy, repository: str, status: str, description: str | None,
-          findings: Sequence[Finding], now: datetime) -> Judged | None:
-    """The policy's verdict on a scan in ``status`` (as the functions judge it); None while the
+          findings: Sequence[Finding], now: datetime, *, digest: str | None = None,
+          account: str | None = None) -> Judged | None:
+    """The policy's verdict on a scan in ``status`` (as the functions judge it: with the
+    image's digest for VEX statements, its account for ``accounts:`` rules); None while the
     scan is not finished."""
-    verdict = evaluation.judge_scan(policy, repository, status, description, findings, now)
+    verdict = evaluation.judge_scan(policy, repository, status, description, findings, now,
+                                    digest, account=account)
     return Judged.of(verdict) if verdict is not None else None
 
 
 def compare(published: Policy, candidate: Policy, repository: str, digest: str, status: str,
             description: str | None, findings: Sequence[Finding], now: datetime, *,
-            recorded: str | None = None, tags: tuple[str, ...] = ()
-            ) -> Comparison | NotJudged:
+            recorded: str | None = None, tags: tuple[str, ...] = (),
+            account: str | None = None) -> Comparison | NotJudged:
     """Both policies' verdicts on the same findings: any difference is the policies' alone."""
-    before = judge(published, repository, status, description, findings, now)
-    after = judge(candidate, repository, status, description, findings, now)
+    before = judge(published, repository, status, description, findings, now, digest=digest,
+                   account=account)
+    after = judge(candidate, repository, status, description, findings, now, digest=digest,
+                  account=account)
     if before is None or after is None:
         return NotJudged(repository, digest, f"no finished scan (ECR reports {status})", tags)
     return Comparison(repository, digest, before, after, recorded, tags)
@@ -107,8 +112,8 @@ def compare(published: Policy, candidate: Policy, repository: str, digest: str, 
 def compare_index(published: Policy, candidate: Policy, repository: str, digest: str,
                   platforms: Sequence[tuple[str, str]],
                   judged: dict[tuple[str, str], Comparison | NotJudged], *,
-                  recorded: str | None = None, tags: tuple[str, ...] = ()
-                  ) -> Comparison | NotJudged:
+                  recorded: str | None = None, tags: tuple[str, ...] = (),
+                  account: str | None = None) -> Comparison | NotJudged:
     """An image index, from its platform images' comparisons (``platforms``: (digest, platform)
     pairs; ``judged``: comparisons by (repository, digest)), as the judge derives an index's
     verdict. Not judged while a platform image is not."""
@@ -125,7 +130,7 @@ def compare_index(published: Policy, candidate: Policy, repository: str, digest:
         return Judged.of(evaluation.index_verdict(policy, repository, [
             (platform, child_digest, str(getattr(child, side).outcome),
              getattr(child, side).reasons)
-            for platform, child_digest, child in children]))
+            for platform, child_digest, child in children], account=account))
 
     return Comparison(repository, digest, verdict(published, "published"),
                       verdict(candidate, "candidate"), recorded, tags)
