@@ -1,4 +1,5 @@
-"""Amazon SQS: the re-evaluation queue the sweeper fills and OnReevaluateFunction drains."""
+"""Amazon SQS: the re-evaluation queue the sweeper fills and OnReevaluateFunction drains, and
+the sweep queue the sweeper hands the rest of a long sweep on through."""
 
 from __future__ import annotations
 
@@ -34,3 +35,17 @@ class ReevaluationQueue:
             raise RuntimeError(f"SQS refused {len(failed)} re-evaluation request(s): "
                                f"{failed[0].get('Code')}: {failed[0].get('Message')}")
         return len(batch)
+
+
+class SweepQueue:
+    """The sweep queue: what is left of a sweep, for the sweeper's next invocation."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._sqs = client
+        self._url = queue_url
+
+    def hand_on(self, message: dict[str, Any]) -> str:
+        """Put one continuation on the queue; its message id."""
+        response = self._sqs.send_message(QueueUrl=self._url,
+                                          MessageBody=json.dumps(message, sort_keys=True))
+        return str(response.get("MessageId"))
