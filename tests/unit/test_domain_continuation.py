@@ -11,6 +11,7 @@ from gatekeeper.domain.continuation import (
     SWEEP_MARK,
     Continuation,
     parse_continuation,
+    policy_upload,
     upload_order,
 )
 from gatekeeper.domain.events import MalformedEvent
@@ -73,3 +74,15 @@ def test_uploads_are_ordered_by_their_sequencer_padded_on_the_left() -> None:
     assert upload_order("0062e5a1") == earlier
     # and what is not a sequencer has no order
     assert [upload_order(v) for v in (None, "", "xyz", 12, "0" * 65)] == [None] * 5
+
+
+def test_a_policy_upload_keeps_only_what_a_continuation_can_carry() -> None:
+    # Given an S3 upload event's values, When its sweep starts, Then they are carried
+    upload = policy_upload("v2", "0062E5A1", "2026-11-21T09:00:00Z", "2026-11-21T09:00:05Z")
+    assert upload == Continuation("policy", None, "2026-11-21T09:00:00Z",
+                                  policy_version="v2", sequencer="0062E5A1")
+    assert parse_continuation(json.dumps(upload.message())) == upload
+    # and odd ones are dropped (the sweep runs unordered) rather than failing it later
+    odd = policy_upload(12, "not-hex", "yesterday", "2026-11-21T09:00:05Z")
+    assert odd == Continuation("policy", None, "2026-11-21T09:00:05Z")
+    assert parse_continuation(json.dumps(odd.message())) == odd

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatekeeper import runtime
 from gatekeeper.config import ConfigError
-from gatekeeper.domain.continuation import Continuation, parse_continuation
+from gatekeeper.domain.continuation import parse_continuation, policy_upload
 from gatekeeper.domain.events import (
     Ignored,
     ImageEvent,
@@ -196,9 +196,8 @@ def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
         key = found.get("key")
         if key != config.policy_key:
             return {"status": "ignored", "reason": f"object {key!r} is not the policy"}
-        upload = Continuation("policy", None, str(event.get("time") or now().isoformat()),
-                              policy_version=found.get("version-id"),
-                              sequencer=found.get("sequencer"))
+        upload = policy_upload(found.get("version-id"), found.get("sequencer"),
+                               event.get("time"), now().isoformat())
         outcome = sweep.policy_sweep(store, queue, upload, **paging)
         _count("PolicyReevaluationsQueued")
         return _swept("policy", outcome)

@@ -122,3 +122,19 @@ def upload_order(sequencer: Any) -> str | None:
     except ValueError:
         return None
     return sequencer.upper().rjust(64, "0")
+
+
+def policy_upload(version: Any, sequencer: Any, started_at: Any, now: str) -> Continuation:
+    """The start of a policy sweep for an S3 upload (the event's ``version-id``,
+    ``sequencer`` and ``time``), keeping only values a continuation can carry (an odd one is
+    dropped: the sweep then runs, unordered, rather than failing)."""
+    def kept(value: Any) -> str | None:
+        return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+    at = kept(started_at)
+    try:
+        datetime.fromisoformat(str(at))
+    except ValueError:
+        at = None
+    return Continuation("policy", None, at or now, policy_version=kept(version),
+                        sequencer=sequencer if upload_order(sequencer) else None)
