@@ -330,8 +330,12 @@ def measure_policy_sweep(sizes: tuple[int, ...] = SWEEP_SIZES) -> list[Row]:
                         f"every image queued once across them; longest "
                         f"invocation {chained['longest']:.1f} s, whole sweep "
                         f"{chained['seconds']:.1f} s")))
+    # Lambda gives an invocation its budget plus the handler's safety margin (the Timeout):
+    # the hand-over itself (one SendMessage) runs in that margin
     rows.append(Row(BENCH, "policy sweep (paged), longest invocation", chained["longest"], "s",
-                    scaled, "its budget", target=1.0))
+                    scaled, "its budget", target=scaled + SAFETY_MARGIN, absolute=True,
+                    note=f"within its budget + the {SAFETY_MARGIN:.0f} s safety margin, as an "
+                         "invocation is within the Timeout"))
     return rows
 
 
