@@ -66,10 +66,6 @@ class SweepOutcome:
     handed_on: str | None = None  # the continuation's message id, when the rest was handed on
     superseded: bool = False  # a newer policy upload's sweep does the rest
 
-    def as_dict(self) -> dict[str, object]:
-        return {"sweep": self.sweep, "count": self.queued, "pages": self.pages,
-                "handed_on": self.handed_on is not None, "superseded": self.superseded}
-
 
 TimeLeft = Callable[[], float]  # seconds this invocation may still spend
 
