@@ -4,7 +4,8 @@
     .venv/bin/python -m benchmarks --only cold_start     # one (or --only a,b)
     .venv/bin/python -m benchmarks --only throughput --events 1000
     .venv/bin/python -m benchmarks --only gate --runs 500
-    .venv/bin/python -m benchmarks --only sweep             # due index vs full Scan
+    .venv/bin/python -m benchmarks --only sweep             # due index vs full Scan; paged
+    .venv/bin/python -m benchmarks --only sweep --sweep-sizes 10000,20000,40000  # bigger
     .venv/bin/python -m benchmarks --only simulate          # policy simulate, 1,000 images
 
 A shared machine is noisy: each figure is printed beside a baseline measured in the same run
@@ -51,7 +52,8 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
         return lambda: bench_memory.run(findings=args.findings or bench_memory.SIZES)
     if name == "sweep":
         from benchmarks import bench_sweep
-        return bench_sweep.run
+        sizes = tuple(args.sweep_sizes or bench_sweep.SWEEP_SIZES)
+        return lambda: bench_sweep.run(sweep_sizes=sizes)
     if name == "simulate":
         from benchmarks import bench_simulate
         return bench_simulate.run
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--findings", type=_sizes, default=None, metavar="N[,N]",
                         help="memory: findings of the image, one figure per size (default "
                              "10000,50000); evaluate: the first size (default 10000)")
+    parser.add_argument("--sweep-sizes", type=_sizes, default=None, metavar="N[,N]",
+                        help="sweep: recorded images of each paged policy sweep (default "
+                             "1000,2000,4000), extrapolated to 100,000 by their slope")
     parser.add_argument("--exceptions", type=int, default=1_000,
                         help="evaluate: exceptions in the policy (default 1000)")
     parser.add_argument("--build", action="store_true",

@@ -82,7 +82,7 @@ def number(value: float | None, unit: str = "") -> str:
         return "-"
     if unit == "B":
         return f"{value / 2**20:.2f} MiB" if value >= 2**17 else f"{value:,.0f} B"
-    if unit in ("calls", "files"):
+    if unit in ("calls", "files", "invocations"):
         return f"{value:.0f} {unit if value != 1 else unit[:-1]}"
     text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 \
         else f"{value:.2f}"

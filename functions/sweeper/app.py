@@ -1,5 +1,6 @@
 """Hourly schedule and policy uploads: queue the images whose verdict may have changed
-(an exception expired, a grace period ended, no scan in time, a new policy version)."""
+(an exception expired, a grace period ended, no scan in time, a new policy version), page by
+page; the sweep queue brings back what an earlier invocation handed on."""
 
 from gatekeeper import handling
 from gatekeeper.handling import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
@@ -9,4 +10,4 @@ from gatekeeper.handling import EVENTBRIDGE_CORRELATION, logger, metrics, tracer
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
-    return handling.on_sweep(event)
+    return handling.on_sweep(event, context)

@@ -21,6 +21,7 @@ from tests.template.conftest import REGION, TEMPLATE
 
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 QUEUE_ARN = {"Fn::GetAtt": ["ReevaluationQueue", "Arn"]}
+SWEEP_QUEUE_ARN = {"Fn::GetAtt": ["SweepQueue", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["VerdictTable", "Arn"]}
 DIGEST_KEY = "DIGEST"  # partition key of the verdict changes held for the digest
 FUNCTIONS = ("OnPushFunction", "OnScanFunction", "OnReevaluateFunction", "SweeperFunction")
@@ -66,14 +67,24 @@ SAM_MANAGED_POLICIES = {
 }
 # SAM also attaches AWSLambdaSQSQueueExecutionRole to the role of a function with an SQS event
 # source (the Lambda poller receives, deletes and reads the queue's attributes with the
-# function's role); the template cannot scope it. Only OnReevaluateFunction has one.
+# function's role); the template cannot scope it. OnReevaluateFunction (the re-evaluation
+# queue) and SweeperFunction (the sweep queue's continuations) have one.
 SQS_POLLER_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+QUEUE_CONSUMERS = {"ReevaluationQueue": "OnReevaluateFunction", "SweepQueue": "SweeperFunction"}
 MANAGED_POLICIES = {function_id: SAM_MANAGED_POLICIES for function_id in FUNCTIONS} | {
-    "OnReevaluateFunction": SAM_MANAGED_POLICIES | {SQS_POLLER_POLICY}}
+    function_id: SAM_MANAGED_POLICIES | {SQS_POLLER_POLICY}
+    for function_id in QUEUE_CONSUMERS.values()}
 
 
 def of_type(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in cfn["Resources"].items() if r["Type"] == kind}
+
+
+def mapping_of(cfn: dict[str, Any], queue_id: str) -> dict[str, Any]:
+    """The event source mapping that feeds ``queue_id`` to its function (exactly one)."""
+    (mapping,) = [r for r in of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+                  if r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+    return mapping
 
 
 def as_list(value: Any) -> list[Any]:
@@ -195,7 +206,8 @@ def test_function_environment_points_at_the_stack(cfn: dict[str, Any], function_
         "GATEKEEPER_ORGANIZATION_ID": {"Ref": "OrganizationId"},
         "GATEKEEPER_SPOKE_ROLE_NAME": {"Ref": "SpokeRoleName"},
         "GATEKEEPER_OPERATOR_TOPIC_ARN": {"Ref": "OperatorTopic"},
-    }
+    } | ({"GATEKEEPER_SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}}
+         if function_id == "SweeperFunction" else {})
 
 
 def test_the_lease_outlasts_every_judging_function(cfn: dict[str, Any]) -> None:
@@ -233,8 +245,8 @@ def test_only_the_asynchronously_invoked_functions_have_an_invoke_config(
 
 def test_the_reevaluation_queue_feeds_its_function_in_debounced_batches(
         cfn: dict[str, Any]) -> None:
-    # Given the template's only event source mapping
-    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    # Given the re-evaluation queue's event source mapping
+    mapping = mapping_of(cfn, "ReevaluationQueue")
 
     # Then OnReevaluateFunction gets up to 100 messages gathered for up to a minute, and
     # reports failed messages one by one (the others are deleted, not retried)
@@ -258,7 +270,7 @@ def test_a_batch_outlives_its_function_before_it_is_seen_again(cfn: dict[str, An
 def test_a_batch_outlives_its_function_and_its_batching_window(cfn: dict[str, Any]) -> None:
     queue = cfn["Resources"]["ReevaluationQueue"]["Properties"]
     function = cfn["Resources"]["OnReevaluateFunction"]["Properties"]
-    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    mapping = mapping_of(cfn, "ReevaluationQueue")
     window = mapping["Properties"]["MaximumBatchingWindowInSeconds"]
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + window
 
@@ -380,8 +392,9 @@ def test_only_the_finding_rule_and_the_sweeper_may_send_to_the_reevaluation_queu
         f"{f}Role" for f in JUDGING_FUNCTIONS}
 
 
-def test_the_template_has_exactly_two_queues(cfn: dict[str, Any]) -> None:
-    assert set(of_type(cfn, "AWS::SQS::Queue")) == {"DeadLetterQueue", "ReevaluationQueue"}
+def test_the_template_has_exactly_three_queues(cfn: dict[str, Any]) -> None:
+    assert set(of_type(cfn, "AWS::SQS::Queue")) == {"DeadLetterQueue", "ReevaluationQueue",
+                                                    "SweepQueue"}
 
 
 def test_there_is_one_dead_letter_queue_encrypted_and_kept_14_days(cfn: dict[str, Any]) -> None:
@@ -684,19 +697,30 @@ def test_sweeper_role_only_scans_the_table_queues_reevaluations_and_sends_the_di
         ("dynamodb:Query", {"Fn::Sub": "${VerdictTable.Arn}/index/DueIndex"}),
         ("sns:Publish", {"Ref": "VerdictTopic"}),
         ("sqs:SendMessage", QUEUE_ARN),
+        ("sqs:SendMessage", SWEEP_QUEUE_ARN),
         ("sqs:SendMessage", DLQ_ARN),
         # whether the policy uses the KEV catalog, when a new copy of it is written
         ("s3:GetObject", {"Fn::Sub": "${PolicyBucket.Arn}/${PolicyObjectKey}"}),
         ("s3:ListBucket", {"Fn::GetAtt": ["PolicyBucket", "Arn"]}),
     )
     # and it updates only DueIndex's attributes (the one-time backfill), returning nothing
-    backfill, *scoped = scoped
+    backfill, newest, *scoped = scoped
     assert backfill == {
         "Sid": "BackfillTheDueIndex", "Effect": "Allow",
         "Action": "dynamodb:UpdateItem", "Resource": TABLE_ARN,
         "Condition": {
             "ForAllValues:StringEquals": {"dynamodb:Attributes": [
                 "pk", "sk", "revision", "due_shard", "due_at", "due_backfilled"]},
+            "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"}}}
+    # and the newest policy sweep's marker: its own attributes of the SWEEP partition only
+    assert newest == {
+        "Sid": "RecordTheNewestPolicySweep", "Effect": "Allow",
+        "Action": "dynamodb:UpdateItem", "Resource": TABLE_ARN,
+        "Condition": {
+            "ForAllValues:StringEquals": {
+                "dynamodb:LeadingKeys": ["SWEEP"],
+                "dynamodb:Attributes": ["pk", "sk", "sweep_order", "sweep_version",
+                                        "sweep_started_at"]},
             "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"}}}
     # and it deletes only the items held for the digest: those whose partition key is the
     # store's DIGEST, never a verdict, a lease or a history item
@@ -753,7 +777,42 @@ def test_only_the_queue_consumer_gets_the_sqs_poller_policy(cfn: dict[str, Any])
     holders = {logical_id.removesuffix("Role")
                for logical_id, r in of_type(cfn, "AWS::IAM::Role").items()
                if SQS_POLLER_POLICY in r["Properties"].get("ManagedPolicyArns", [])}
-    assert holders == consumers == {"OnReevaluateFunction"}
+    assert holders == consumers == set(QUEUE_CONSUMERS.values())
+
+
+def test_the_sweep_queue_feeds_the_sweeper_one_continuation_at_a_time(
+        cfn: dict[str, Any]) -> None:
+    # Given the sweep queue's event source mapping; Then the sweeper gets one continuation
+    # per invocation (each has the whole timeout) and reports a failed one on its own
+    assert mapping_of(cfn, "SweepQueue")["Properties"] == {
+        "EventSourceArn": SWEEP_QUEUE_ARN,
+        "FunctionName": {"Ref": "SweeperFunction"},
+        "BatchSize": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    }
+
+
+def test_the_sweep_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(
+        cfn: dict[str, Any]) -> None:
+    # Given the sweep queue; Then it is encrypted, a continuation outlives the sweeper's
+    # retries before it is seen again, and one that keeps failing (unreadable, say) moves to
+    # the dead-letter queue after three receives: it never loops
+    queue = cfn["Resources"]["SweepQueue"]["Properties"]
+    sweeper = cfn["Resources"]["SweeperFunction"]["Properties"]
+    assert queue == {
+        "SqsManagedSseEnabled": True,
+        "VisibilityTimeout": 1800,
+        "MessageRetentionPeriod": 345600,
+        "RedrivePolicy": {"deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": 3},
+    }
+    assert queue["VisibilityTimeout"] >= 6 * sweeper["Timeout"]
+    dlq = cfn["Resources"]["DeadLetterQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    # and only the sweeper's role sends to it
+    senders = {logical_id for logical_id, s in policy_statements(cfn)
+               if s["Effect"] == "Allow" and "sqs:SendMessage" in as_list(s["Action"])
+               and SWEEP_QUEUE_ARN in as_list(s["Resource"])}
+    assert senders == {"SweeperFunctionRole"}
 
 
 def test_repository_pattern_is_used_in_ecr_repository_arns_only() -> None:

@@ -121,6 +121,19 @@ def test_a_history_retention_of_zero_keeps_history_for_ever() -> None:
     assert SweeperConfig.from_env(env).history_retention_days is None
 
 
+def test_the_sweep_queue_is_optional_and_checked_like_the_reevaluation_queue() -> None:
+    # Given the sweeper's environment, with and without the sweep queue
+    env = {**MINIMAL, "GATEKEEPER_REEVALUATION_QUEUE_URL": QUEUE}
+    sweeps = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/sweeps"
+    # Then without it a sweep runs to its end in one invocation; with it, it hands on there
+    assert SweeperConfig.from_env(env).sweep_queue_url is None
+    assert SweeperConfig.from_env(
+        {**env, "GATEKEEPER_SWEEP_QUEUE_URL": sweeps}).sweep_queue_url == sweeps
+    # and a value that is not a queue URL is refused, named
+    with pytest.raises(ConfigError, match=r"GATEKEEPER_SWEEP_QUEUE_URL must be an SQS queue"):
+        SweeperConfig.from_env({**env, "GATEKEEPER_SWEEP_QUEUE_URL": "sweeps"})
+
+
 def test_an_emulator_s_http_queue_url_is_accepted_where_an_endpoint_names_the_emulator() -> None:
     # Given LocalStack or a moto server, whose queue URLs are http://
     url = f"http://localhost:4566/{ACCOUNT}/reevaluations"

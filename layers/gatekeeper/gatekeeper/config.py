@@ -190,6 +190,9 @@ class SweeperConfig:
     reevaluation_queue_url: str
     scan_timeout_minutes: int = 60
     history_retention_days: int | None = None
+    # where a sweep hands the rest on when its invocation's time runs short (None: it runs
+    # to its end in one invocation)
+    sweep_queue_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperConfig:
@@ -200,7 +203,9 @@ class SweeperConfig:
                      policy_bucket=shared.policy_bucket, policy_key=shared.policy_key,
                      reevaluation_queue_url=read.queue_url(required=True) or "",
                      scan_timeout_minutes=shared.scan_timeout_minutes,
-                     history_retention_days=shared.history_retention_days)
+                     history_retention_days=shared.history_retention_days,
+                     sweep_queue_url=read.queue_url(required=False,
+                                                    name="GATEKEEPER_SWEEP_QUEUE_URL"))
         read.check()
         return config
 
@@ -378,8 +383,8 @@ class _Reader:
             return None
         return self.text(SIGNING_KEY_ENV, _KEY, _KEY_ARN)
 
-    def queue_url(self, *, required: bool) -> str | None:
-        name = "GATEKEEPER_REEVALUATION_QUEUE_URL"
+    def queue_url(self, *, required: bool,
+                  name: str = "GATEKEEPER_REEVALUATION_QUEUE_URL") -> str | None:
         if not required and self._get(name) is None:
             return None
         url = self.text(name, _QUEUE, _QUEUE_URL)

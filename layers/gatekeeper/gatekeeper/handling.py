@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatekeeper import runtime
 from gatekeeper.config import ConfigError
+from gatekeeper.domain.continuation import parse_continuation, policy_upload
 from gatekeeper.domain.events import (
     Ignored,
     ImageEvent,
@@ -199,28 +200,41 @@ def handle_batch(event: Any, gatekeeper: Callable[[], Gatekeeper],
 
 
 def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Any]:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), context: Any = None,
+                 *, budget: Callable[[Any], Callable[[], float]] | None = None,
+                 page_size: int = sweep.PAGE_SIZE) -> dict[str, Any]:
     """The hourly schedule queues what time changed and sends the digest; a new policy object
-    queues everything."""
-    store, queue, config, notifier, policies = deps()
+    queues everything; the sweep queue's messages go on with a sweep an earlier invocation
+    handed on (``budget``: the time left of the invocation, from its ``context``)."""
+    store, queue, config, notifier, policies, sweeps = deps()
+    time_left = (budget or _time_left)(context)
+    paging = {"time_left": time_left, "sweeps": sweeps, "page_size": page_size}
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        return _continue_sweeps(event["Records"], deps, paging)
     source = event.get("source") if isinstance(event, dict) else None
     if source == "aws.s3":
-        key = ((event.get("detail") or {}).get("object") or {}).get("key")
+        detail = event.get("detail") or {}
+        found = detail.get("object") or {}
+        key = found.get("key")
         if key == KEV_KEY and key != config.policy_key:
             return _kev_published(store, queue, policies)
         if key != config.policy_key:
             return {"status": "ignored", "reason": f"object {key!r} is not the policy"}
-        count = sweep.policy_published(store, queue)
+        upload = policy_upload(found.get("version-id"), found.get("sequencer"),
+                               event.get("time"), now().isoformat())
+        outcome = sweep.policy_sweep(store, queue, upload, **paging)
         _count("PolicyReevaluationsQueued")
-        return {"status": "queued", "trigger": "policy", "count": count}
+        return _swept("policy", outcome)
     if source == "aws.events":
         at = now()
-        count = sweep.sweep(store, queue, at, timedelta(minutes=config.scan_timeout_minutes))
-        metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count, value=count)
+        outcome = sweep.due_sweep(store, queue, at,
+                                  timedelta(minutes=config.scan_timeout_minutes), **paging)
+        metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count,
+                           value=outcome.queued)
         digested = sweep.send_digests(store, notifier, at)
         if digested:
             metrics.add_metric(name="VerdictsDigested", unit=MetricUnit.Count, value=digested)
-        return {"status": "queued", "trigger": "sweep", "count": count, "digested": digested}
+        return {**_swept("sweep", outcome), "digested": digested}
     logger.info("event ignored", reason="not a schedule nor a policy upload", source=source)
     return {"status": "ignored", "reason": "not a schedule nor a policy upload"}
 
@@ -248,6 +262,54 @@ def handle_kev_refresh(refresh: Callable[[], KevRefresh]) -> dict[str, Any]:
         result.status, "KevRefreshFailed"))
     logger.info("KEV refresh done", **result.as_dict())
     return result.as_dict()
+
+
+def _swept(trigger: str, outcome: sweep.SweepOutcome) -> dict[str, Any]:
+    """A sweep's result: what it queued, and whether it handed the rest on or was stopped."""
+    result: dict[str, Any] = {"status": "superseded" if outcome.superseded else "queued",
+                              "trigger": trigger, "count": outcome.queued}
+    if outcome.handed_on:
+        _count("SweepsHandedOn")
+        result["handed_on"] = True
+    return result
+
+
+def _continue_sweeps(records: list[Any], deps: Callable[[], SweeperDeps],
+                     paging: dict[str, Any]) -> dict[str, Any]:
+    """The sweep queue's batch (one message each, BatchSize 1): each continuation goes on.
+    A message that cannot be read, or whose sweep fails, is reported failed: SQS delivers it
+    again, and after the redrive limit moves it to the dead-letter queue (never a loop)."""
+    store, queue, config, *_ = deps()
+    failures: list[str] = []
+    results = []
+    for record in records:
+        message_id = (record.get("messageId") if isinstance(record, dict) else None) or "?"
+        try:
+            continuation = parse_continuation(record.get("body")
+                                              if isinstance(record, dict) else None)
+        except MalformedEvent as err:
+            logger.error("unreadable sweep continuation; it will reach the dead-letter queue",
+                         message_id=message_id, reason=str(err))
+            _count("SweepContinuationsMalformed")
+            failures.append(message_id)
+            continue
+        try:
+            outcome = sweep.continue_sweep(
+                store, queue, continuation, timedelta(minutes=config.scan_timeout_minutes),
+                **paging)
+        except Exception:
+            logger.exception("sweep continuation failed; SQS will retry it",
+                             message_id=message_id, sweep=continuation.sweep)
+            _count("EventsFailed")
+            failures.append(message_id)
+            continue
+        if continuation.sweep == "due":
+            metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count,
+                               value=outcome.queued)
+        results.append(_swept("policy" if continuation.sweep == "policy" else "sweep",
+                              outcome))
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failures],
+            "results": results}
 
 
 def _time_left(context: Any) -> Callable[[], float]:
@@ -377,9 +439,9 @@ def on_reevaluate(event: Any) -> dict[str, Any]:
     return handle_batch(event, gatekeeper=runtime.gatekeeper, hub=runtime.hub)
 
 
-def on_sweep(event: Any) -> dict[str, Any]:
-    """The hourly schedule and policy uploads."""
-    return handle_sweep(event, deps=runtime.sweeper, now=runtime.now)
+def on_sweep(event: Any, context: Any = None) -> dict[str, Any]:
+    """The hourly schedule, policy uploads and the sweep queue's continuations."""
+    return handle_sweep(event, deps=runtime.sweeper, now=runtime.now, context=context)
 
 
 def on_slack(event: Any, context: Any) -> dict[str, int]:

@@ -20,7 +20,7 @@ from botocore.config import Config as BotoConfig
 from gatekeeper.adapters.ecr import EcrImages
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.policy_source import S3PolicySource
-from gatekeeper.adapters.queue import ReevaluationQueue
+from gatekeeper.adapters.queue import ReevaluationQueue, SweepQueue
 from gatekeeper.adapters.signing import KmsSigner
 from gatekeeper.adapters.store import VerdictStore
 from gatekeeper.config import (
@@ -179,21 +179,23 @@ class SweeperDeps(NamedTuple):
     notifier: SnsNotifier
     # the published policy: a new KEV catalog re-evaluates images only if a rule uses it
     policies: S3PolicySource | None = None
+    sweeps: SweepQueue | None = None  # where a long sweep hands the rest on (None: it doesn't)
 
 
 @cache
 def sweeper() -> SweeperDeps:
-    """The sweeper's store, queue and notifier (digests), from the template's environment."""
+    """The sweeper's store, queues and notifier (digests), from the template's environment."""
     config = SweeperConfig.from_env()  # the queue URL is required there
     session = boto3.session.Session()
+    sqs = session.client("sqs", config=BOTO_CONFIG)
     return SweeperDeps(
         verdict_store(config, session),
-        ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
-                          config.reevaluation_queue_url),
+        ReevaluationQueue(sqs, config.reevaluation_queue_url),
         config,
         SnsNotifier(session.client("sns", config=BOTO_CONFIG), config.topic_arn),
         S3PolicySource(session.client("s3", config=BOTO_CONFIG), config.policy_bucket,
-                       config.policy_key, max_age_seconds=0, with_catalog=False))
+                       config.policy_key, max_age_seconds=0, with_catalog=False),
+        SweepQueue(sqs, config.sweep_queue_url) if config.sweep_queue_url else None)
 
 
 @cache

@@ -183,6 +183,17 @@ def _handler_path(code_uri: str, handler: str) -> tuple[str, str]:
     return ".".join(p for p in parts if p not in ("", ".")), attribute
 
 
+def _consumers(cfn: dict[str, Any]) -> dict[str, str]:
+    """Queue logical id -> the function it feeds (the SQS event source mappings)."""
+    consumers = {}
+    for resource in cfn["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            source = resource["Properties"]["EventSourceArn"]
+            if isinstance(source, dict) and "Fn::GetAtt" in source:
+                consumers[source["Fn::GetAtt"][0]] = resource["Properties"]["FunctionName"]["Ref"]
+    return consumers
+
+
 def _rule_bus(rule: dict[str, Any]) -> str | None:
     """The logical id of the template's bus a rule is on (None: the default bus)."""
     bus = rule["Properties"].get("EventBusName")  # {"Fn::GetAtt": [bus, "Name"]} or {"Ref"}
@@ -200,12 +211,7 @@ def routes(cfn: dict[str, Any], template_path: str | Path = "template.yaml",
     repository root): the transformed template's Code only names an S3 object.
     """
     sam = load_sam_template(template_path)
-    consumers = {}  # queue logical id -> function logical id (SQS event source mappings)
-    for resource in cfn["Resources"].values():
-        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
-            source = resource["Properties"]["EventSourceArn"]
-            if isinstance(source, dict) and "Fn::GetAtt" in source:
-                consumers[source["Fn::GetAtt"][0]] = resource["Properties"]["FunctionName"]["Ref"]
+    consumers = _consumers(cfn)
     found = []
     for rule_id, rule in cfn["Resources"].items():
         if rule["Type"] != "AWS::Events::Rule" or _rule_bus(rule) != bus:
@@ -475,7 +481,7 @@ class LocalDeployment:
     def drain(self, queue_id: str = "ReevaluationQueue") -> list[Delivery]:
         """Receive what is on a queue of the stack and hand it to its consumer in one batch,
         deleting the messages it did not report as failed (as Lambda's SQS poller does)."""
-        consumer = next((r.function_id for r in self.routes if r.queue_id == queue_id), None)
+        consumer = _consumers(self.cfn).get(queue_id)
         sqs = self._session.client("sqs")
         url = self.physical_ids[queue_id]
         messages = []

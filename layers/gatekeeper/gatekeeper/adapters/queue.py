@@ -1,5 +1,6 @@
 """Amazon SQS: the re-evaluation queue the sweeper fills and OnReevaluateFunction drains (and
-where work on an account that is throttled or unreachable waits)."""
+where work on an account that is throttled or unreachable waits), and the sweep queue the
+sweeper hands the rest of a long sweep on through."""
 
 from __future__ import annotations
 
@@ -41,3 +42,16 @@ class ReevaluationQueue:
         900, SQS's limit)."""
         self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(request, sort_keys=True),
                                DelaySeconds=max(0, min(900, int(delay_seconds))))
+
+class SweepQueue:
+    """The sweep queue: what is left of a sweep, for the sweeper's next invocation."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._sqs = client
+        self._url = queue_url
+
+    def hand_on(self, message: dict[str, Any]) -> str:
+        """Put one continuation on the queue; its message id."""
+        response = self._sqs.send_message(QueueUrl=self._url,
+                                          MessageBody=json.dumps(message, sort_keys=True))
+        return str(response.get("MessageId"))

@@ -63,6 +63,8 @@ _PENDING_DUE = "P#"
 _REVIEW_DUE = "R#"
 _BACKFILL_MARKER = {"pk": {"S": "SWEEP"}, "sk": {"S": "DUE_INDEX"}}
 _MEMBER_PK = re.compile(r"IMAGE#(?P<account>[0-9]{12}):(?P<region>[a-z0-9-]+):")
+# The newest policy upload a sweep was started for (superseded sweeps stop).
+_POLICY_SWEEP_MARKER = {"pk": {"S": "SWEEP"}, "sk": {"S": "POLICY"}}
 
 
 class Conflict(Exception):
@@ -450,58 +452,23 @@ class VerdictStore:
         ``due_by``: records whose review_at has passed; ``pending_since``: records still
         PENDING and created before that instant; ``judged``: every judged record.
         """
-        clauses, values, names = [], {":verdict": {"S": "VERDICT"}}, {"#state": "state"}
-        if due_by is not None:
-            clauses.append("review_at <= :due")
-            values[":due"] = {"S": due_by}
-        if pending_since is not None:
-            clauses.append("#state = :pending AND created_at <= :since")
-            values[":pending"] = {"S": PENDING}
-            values[":since"] = {"S": pending_since}
-        if judged:
-            clauses.append("#state <> :pending_state AND gone = :false")
-            values[":pending_state"] = {"S": PENDING}
-            values[":false"] = {"BOOL": False}
-        if not clauses:
-            return
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "sk = :verdict AND "
-                                + (clauses[0] if len(clauses) == 1
-                                   else "(" + " OR ".join(f"({c})" for c in clauses) + ")"),
-            "ExpressionAttributeValues": values,
-            "ExpressionAttributeNames": names,
-        }
+        start: dict[str, Any] | None = None
         while True:
-            page = self._ddb.scan(**kwargs)
-            for item in page.get("Items", []):
-                yield _from_item(item)
-            if "LastEvaluatedKey" not in page:
+            page, start = self.records_page(due_by=due_by, pending_since=pending_since,
+                                            judged=judged, start=start)
+            yield from page
+            if start is None:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def due_records(self, *, due_by: str, pending_since: str) -> Iterator[ImageRecord]:
         """Current verdicts due now, from DueIndex: review_at at or before ``due_by``, or
         still PENDING and created at or before ``pending_since``. Two Queries per shard, each
         reading only due items (the records carry repository, digest and state only)."""
-        for shard in range(DUE_SHARDS):
-            for prefix, until in ((_PENDING_DUE, pending_since), (_REVIEW_DUE, due_by)):
-                yield from self._query_due(shard, prefix, until)
-
-    def _query_due(self, shard: int, prefix: str, until: str) -> Iterator[ImageRecord]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table, "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "due_shard = :shard AND due_at BETWEEN :from AND :until",
-            "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":from": {"S": prefix},
-                                          ":until": {"S": prefix + until}},
-        }
-        while True:
-            page = self._ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                yield _from_item(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        position: tuple[int, dict[str, Any] | None] | None = (0, None)
+        while position is not None:
+            page, position = self.due_page(due_by=due_by, pending_since=pending_since,
+                                           query=position[0], start=position[1])
+            yield from page
 
     def due_index_backfilled(self) -> bool:
         """Whether every item written before DueIndex existed has been given its attributes."""
@@ -574,6 +541,93 @@ class VerdictStore:
                 raise
             return False
         return True
+
+    # --- the sweeps, page by page (the sweeper hands what is left on as a continuation) ---
+
+    def records_page(self, *, due_by: str | None = None, pending_since: str | None = None,
+                     judged: bool = False, start: dict[str, Any] | None = None,
+                     limit: int | None = None, keys_only: bool = False,
+                     ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
+        """One Scan page of :meth:`records` from ``start`` (a LastEvaluatedKey, None: the
+        beginning): (the matching records, where the next page starts or None at the end).
+        ``limit``: items the page reads at most (filtered out or not); ``keys_only``: the
+        records carry repository, digest, state and scope only (a sweep needs no more)."""
+        clauses, values, names = [], {":verdict": {"S": "VERDICT"}}, {"#state": "state"}
+        if due_by is not None:
+            clauses.append("review_at <= :due")
+            values[":due"] = {"S": due_by}
+        if pending_since is not None:
+            clauses.append("#state = :pending AND created_at <= :since")
+            values[":pending"] = {"S": PENDING}
+            values[":since"] = {"S": pending_since}
+        if judged:
+            clauses.append("#state <> :pending_state AND gone = :false")
+            values[":pending_state"] = {"S": PENDING}
+            values[":false"] = {"BOOL": False}
+        if not clauses:
+            return [], None
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :verdict AND "
+                                + (clauses[0] if len(clauses) == 1
+                                   else "(" + " OR ".join(f"({c})" for c in clauses) + ")"),
+            "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names,
+        }
+        if keys_only:
+            # pk names a member account's image's account and Region (see _scope_of_key)
+            kwargs["ProjectionExpression"] = "pk, repository, digest, #state"
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = start
+        if limit is not None:
+            kwargs["Limit"] = limit
+        page = self._ddb.scan(**kwargs)
+        return [_from_item(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def due_page(self, *, due_by: str, pending_since: str, query: int = 0,
+                 start: dict[str, Any] | None = None, limit: int | None = None,
+                 ) -> tuple[list[ImageRecord], tuple[int, dict[str, Any] | None] | None]:
+        """One Query page of :meth:`due_records`: the hourly sweep's ``query`` (of two per
+        shard, 0 to 2 x DUE_SHARDS - 1) from ``start``. Returns (the due records, where the
+        next page starts: (query, LastEvaluatedKey or None) or None at the end)."""
+        shard, part = divmod(query, 2)
+        prefix, until = ((_PENDING_DUE, pending_since), (_REVIEW_DUE, due_by))[part]
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :shard AND due_at BETWEEN :from AND :until",
+            "ExpressionAttributeValues": {":shard": {"N": str(shard)}, ":from": {"S": prefix},
+                                          ":until": {"S": prefix + until}},
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = start
+        if limit is not None:
+            kwargs["Limit"] = limit
+        page = self._ddb.query(**kwargs)
+        records = [_from_item(item) for item in page.get("Items", [])]
+        if "LastEvaluatedKey" in page:
+            return records, (query, page["LastEvaluatedKey"])
+        return records, ((query + 1, None) if query + 1 < 2 * DUE_SHARDS else None)
+
+    def claim_policy_sweep(self, order: str, policy_version: str | None,
+                           started_at: str) -> bool:
+        """Record the policy sweep for the upload ordered ``order`` as the newest; False if a
+        newer upload's sweep was recorded already (this one is superseded). The same upload
+        claims again (a redelivered event)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table, Key=_POLICY_SWEEP_MARKER,
+                UpdateExpression="SET sweep_order = :order, sweep_version = :version, "
+                                 "sweep_started_at = :at",
+                ConditionExpression="attribute_not_exists(sweep_order) OR sweep_order <= :order",
+                ExpressionAttributeValues={
+                    ":order": {"S": order}, ":at": {"S": started_at},
+                    ":version": {"S": policy_version} if policy_version else {"NULL": True}})
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def fleet(self, history_since: str = "") -> tuple[list[ImageRecord],
                                                         list[tuple[str, str, HistoryEntry]]]:
         """Every current verdict, and every history item decided at or after
@@ -601,6 +655,7 @@ class VerdictStore:
                     history.append((repository, digest, HistoryEntry.from_item(item)))
             if "LastEvaluatedKey" not in page:
                 return records, history
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def records_in(self, account: str, region: str | None = None,
                    home: Scope | None = None) -> Iterator[ImageRecord]:
@@ -629,3 +684,14 @@ class VerdictStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def newest_policy_sweep(self) -> str | None:
+        """The order of the newest policy upload a sweep was started for (None: none yet)."""
+        # A Query of the marker's key (the sweeper may Query the table, not GetItem)
+        response = self._ddb.query(
+            TableName=self._table, KeyConditionExpression="pk = :pk AND sk = :sk",
+            ExpressionAttributeValues={":pk": _POLICY_SWEEP_MARKER["pk"],
+                                       ":sk": _POLICY_SWEEP_MARKER["sk"]},
+            ConsistentRead=True)
+        items = response.get("Items") or []
+        return items[0].get("sweep_order", {}).get("S") if items else None
