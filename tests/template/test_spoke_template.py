@@ -333,8 +333,14 @@ def test_the_judging_functions_may_assume_only_the_spoke_roles_of_the_organizati
         "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${SpokeRoleName}-*"}
     assert statement["Condition"] == {"StringEquals": {"aws:ResourceOrgID": {
         "Ref": "OrganizationId"}}}
-    # and no other statement of the template lets anyone assume a role
-    others = [k for k, r in hub["Resources"].items() if k != "HubAssumesSpokeRolesPolicy"
+    # and no other statement of the template lets anyone assume a role, but the same grant
+    # for the ECS deployment hook (with the hook on)
+    hook = hub["Resources"].get("HubEcsHookAssumesSpokeRolesPolicy")
+    if hook is not None:
+        assert hook["Properties"]["Roles"] == [{"Ref": "EcsDeploymentHookFunctionRole"}]
+        assert hook["Properties"]["PolicyDocument"]["Statement"] == [statement]
+    others = [k for k, r in hub["Resources"].items()
+              if k not in ("HubAssumesSpokeRolesPolicy", "HubEcsHookAssumesSpokeRolesPolicy")
               and r["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy")
               for s in statements_of(r) if "sts:AssumeRole" in as_list(s["Action"])]
     assert others == []
