@@ -222,7 +222,8 @@ def test_findings_that_cannot_be_read_are_listed_never_approved(fleet: Fleet) ->
         ["team-a/*"])
 
     # When the recorded images of team-a are read and judged (two at a time)
-    results = read_each(EcrImages(ecr), records, lambda record, scan: scan.status, workers=2)
+    results = read_each(lambda _record: EcrImages(ecr), records,
+                        lambda record, scan: scan.status, workers=2)
 
     # Then the refused one is not judged, with ECR's reason; the others are read
     assert sorted(r for r in results if isinstance(r, str)) == ["COMPLETE", "COMPLETE"]

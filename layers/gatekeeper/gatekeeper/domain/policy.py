@@ -11,7 +11,7 @@ import dataclasses
 import fnmatch
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from gatekeeper.domain import accounts as account_rules
 from gatekeeper.domain.accounts import Accounts
 from gatekeeper.domain.findings import FINDINGS_INCOMPLETE, Finding, Severity
 from gatekeeper.domain.kev import KevCatalog
+from gatekeeper.domain.policy_errors import PolicyError, PolicyIssue
 from gatekeeper.domain.schema import Validator, policy_schema
 from gatekeeper.domain.verdict import ExceptionRef, Outcome
 
@@ -42,25 +43,6 @@ SCAN_FAILED_STATES = frozenset(
     {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE",
      FINDINGS_INCOMPLETE}
 )
-
-
-@dataclass(frozen=True)
-class PolicyIssue:
-    path: str
-    message: str
-    line: int | None = None
-
-    def render(self, source: str) -> str:
-        where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path or '(top level)'}: {self.message}"
-
-
-class PolicyError(ValueError):
-    def __init__(self, issues: Iterable[PolicyIssue], source: str = "policy.yaml") -> None:
-        self.issues = tuple(issues)
-        self.source = source
-        lines = "\n".join("  " + issue.render(source) for issue in self.issues)
-        super().__init__(f"invalid policy ({len(self.issues)} problem(s)):\n{lines}")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from urllib.parse import unquote
 
 from gatekeeper.domain.findings import Finding, parse_timestamp
 from gatekeeper.domain.images import DIGEST, ImageNameError, parse_image
-from gatekeeper.domain.policy import PolicyError, PolicyIssue
+from gatekeeper.domain.policy_errors import PolicyError, PolicyIssue
 
 CONTEXT = "https://openvex.dev/ns"
 EXEMPTING = frozenset({"not_affected", "fixed"})
