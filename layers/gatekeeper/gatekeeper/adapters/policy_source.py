@@ -32,13 +32,15 @@ import posixpath
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from gatekeeper.domain import vex
 from gatekeeper.domain.kev import KEV_KEY, KevCatalog, KevError, parse_catalog
 from gatekeeper.domain.policy import BUILTIN_POLICY, Policy, PolicyError, PolicyIssue, parse_policy
+
+if TYPE_CHECKING:
+    from gatekeeper.domain.vex import VexIndex
 
 # Where the functions may read VEX documents (template.yaml grants s3:GetObject on it).
 VEX_FOLDER = "vex/"
@@ -64,7 +66,7 @@ class S3PolicySource:
         self.reads = 0  # GetObject calls, and how many of them found the object unchanged
         self.unchanged = 0
         self._vex: dict[str, tuple[str, bytes]] = {}  # key: (ETag, body) of each VEX document
-        self._vex_index: tuple[tuple[tuple[str, str], ...], vex.VexIndex] | None = None
+        self._vex_index: tuple[tuple[tuple[str, str], ...], VexIndex] | None = None
         # None: the KEV catalog is not attached (the sweeper only asks whether a rule uses it)
         self.catalog = KevCatalogSource(client, bucket, KEV_KEY) if with_catalog else None
 
@@ -131,6 +133,8 @@ class S3PolicySource:
         signature = tuple((key, current[key][0]) for key in sorted(current))
         if self._vex_index is None or self._vex_index[0] != signature:
             named = [(f"s3://{self._bucket}/{key}", current[key][1]) for key in sorted(current)]
+            from gatekeeper.domain import vex  # only a policy naming VEX documents loads it
+
             self._vex_index = (signature, vex.load_documents(named))
         return dataclasses.replace(policy, vex=self._vex_index[1])
 
