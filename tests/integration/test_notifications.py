@@ -306,6 +306,34 @@ def test_digest_mode_holds_approvals_and_announces_quarantines_at_once(world: Wo
     assert len(world.notifications()) == 3
 
 
+def test_a_digest_lists_the_policy_s_exceptions_that_expired_or_expire_soon(
+        world: World, context: Any) -> None:
+    # Given a policy with an exception expiring in 3 days, one expired yesterday and one far
+    # off, and an approval held for the digest
+    policy_text = DIGESTED + (
+        "exceptions:\n"
+        "  - {id: CVE-2026-0003, expires: 2026-11-30, reason: r, owner: alice@example.com}\n"
+        "  - {id: CVE-2026-0001, expires: 2026-11-26, reason: r, owner: bob@example.com}\n"
+        "  - {id: CVE-2026-0009, expires: 2027-06-30, reason: r, owner: carol@example.com}\n")
+    world.publish_policy(policy_text)
+    judge(world, context, "team-b/api", "v1", "basic-clean")
+    store = VerdictStore(world.session.client("dynamodb"), world.config.table_name)
+    notifier = SnsNotifier(world.session.client("sns"), world.config.topic_arn)
+
+    # When the digest is sent with the published policy
+    send_digests(store, notifier, datetime(2026, 11, 27, 6, tzinfo=UTC),
+                 parse_policy(policy_text))
+
+    # Then it lists the expired and the expiring exceptions, soonest first, not the far one
+    [digest] = world.notifications()
+    listed = digest["Document"]["exceptions"]
+    assert [(e["id"], e["expired"]) for e in listed] == [("CVE-2026-0001", True),
+                                                        ("CVE-2026-0003", False)]
+    lines = digest["Message"].splitlines()
+    assert "  CVE-2026-0001: expired (2026-11-26, bob@example.com)" in lines
+    assert "  CVE-2026-0003: expires in 3 day(s) (2026-11-30, alice@example.com)" in lines
+
+
 def test_a_digest_that_fails_to_publish_is_sent_next_time(world: World, context: Any) -> None:
     # Given an approval held for the digest
     world.publish_policy(DIGESTED)

@@ -231,7 +231,7 @@ def handle_sweep(event: Any, deps: Callable[[], SweeperDeps],
                                   timedelta(minutes=config.scan_timeout_minutes), **paging)
         metrics.add_metric(name="SweepReevaluationsQueued", unit=MetricUnit.Count,
                            value=outcome.queued)
-        digested = sweep.send_digests(store, notifier, at)
+        digested = sweep.send_digests(store, notifier, at, _published(policies))
         if digested:
             metrics.add_metric(name="VerdictsDigested", unit=MetricUnit.Count, value=digested)
         return {**_swept("sweep", outcome), "digested": digested}
@@ -262,6 +262,18 @@ def handle_kev_refresh(refresh: Callable[[], KevRefresh]) -> dict[str, Any]:
         result.status, "KevRefreshFailed"))
     logger.info("KEV refresh done", **result.as_dict())
     return result.as_dict()
+
+
+def _published(policies: Any) -> Any:
+    """The published policy, for the digest's exceptions; None (the digest goes without
+    them) when it cannot be read: the digest of verdict changes must not wait for it."""
+    if policies is None:
+        return None
+    try:
+        return policies.get()
+    except Exception as err:
+        logger.warning("policy unreadable; the digest lists no exceptions", reason=str(err))
+        return None
 
 
 def _swept(trigger: str, outcome: sweep.SweepOutcome) -> dict[str, Any]:

@@ -373,8 +373,11 @@ def digest_entry(image: ImageRef, verdict: Verdict, *, previous: str | None, tri
 
 
 def digest_notification(entries: Sequence[Mapping[str, Any]], *, time: str,
-                        channel: str | None = None) -> Notification:
-    """A summary of many verdict changes: one message instead of one per image."""
+                        channel: str | None = None,
+                        exceptions: Sequence[Mapping[str, Any]] = ()) -> Notification:
+    """A summary of many verdict changes: one message instead of one per image; with the
+    policy's ``exceptions`` that expired or expire soon (``id``, ``expires``, ``owner``,
+    ``days_left``, ``expired``), so that the policy file shrinks instead of growing."""
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
@@ -389,9 +392,16 @@ def digest_notification(entries: Sequence[Mapping[str, Any]], *, time: str,
     omitted = len(entries) - len(shown)
     if omitted:
         lines.append(f"... and {omitted} more")
+    if exceptions:
+        lines += ["", "Policy exceptions to renew or remove (gatekeeper policy lint):"]
+        lines += [f"  {e['id']}: " + ("expired" if e.get("expired") else
+                                      f"expires in {e['days_left']} day(s)")
+                  + f" ({e['expires']}, {e['owner'] or 'no owner'})"
+                  for e in exceptions[:DIGEST_ENTRIES_SHOWN]]
     text = "\n".join(lines)
     document = {**_envelope("digest", time=time, trigger="digest", channel=channel),
-                "entries": shown, "counts": counts, "omitted_entries": omitted, "text": text}
+                "entries": shown, "counts": counts, "omitted_entries": omitted,
+                "exceptions": list(exceptions[:DIGEST_ENTRIES_SHOWN]), "text": text}
     attributes: dict[str, str | list[str]] = {"kind": "digest", "verdict": sorted(counts),
                                               "trigger": "digest"}
     if channel:

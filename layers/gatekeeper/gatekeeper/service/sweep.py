@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from gatekeeper.adapters.notifier import SnsNotifier
 from gatekeeper.adapters.queue import ReevaluationQueue, SweepQueue
 from gatekeeper.adapters.store import ImageRecord, VerdictStore
 from gatekeeper.domain.continuation import Continuation, upload_order
 from gatekeeper.domain.events import Trigger, reevaluation_request
+from gatekeeper.domain.exception_hygiene import Problem, classify
+from gatekeeper.domain.policy import Policy
 from gatekeeper.observability import logger
 from gatekeeper.render.notification import digest_notification
 
@@ -172,19 +175,36 @@ def _due_page(scan_timeout: timedelta) -> Callable[[VerdictStore, Continuation, 
     return page
 
 
-def send_digests(store: VerdictStore, notifier: SnsNotifier, now: datetime) -> int:
+def send_digests(store: VerdictStore, notifier: SnsNotifier, now: datetime,
+                 policy: Policy | None = None) -> int:
     """Announce the verdict changes held for the digest: one message per channel, then
     forget them. A failure before the forgetting sends them again next time (at least once,
-    never lost)."""
+    never lost). Each digest also lists ``policy``'s exceptions that expired or expire within
+    its ``expiring_window_days``."""
     by_channel: dict[str | None, list[tuple[str, dict]]] = {}
     for key, channel, entry in store.held():
         by_channel.setdefault(channel, []).append((key, entry))
+    exceptions = _exceptions_due(policy, now) if by_channel else []
     sent = 0
     for channel, held in by_channel.items():
         message_id = notifier.publish(digest_notification(
-            [entry for _, entry in held], time=now.isoformat(), channel=channel))
+            [entry for _, entry in held], time=now.isoformat(), channel=channel,
+            exceptions=exceptions))
         logger.info("digest sent", channel=channel, changes=len(held), message_id=message_id)
         for key, _ in held:
             store.release(key)
         sent += len(held)
     return sent
+
+
+def _exceptions_due(policy: Policy | None, now: datetime) -> list[dict[str, Any]]:
+    """The policy's exceptions that expired or expire within its window, soonest first."""
+    if policy is None:
+        return []
+    reports = classify(policy, now, timedelta(days=policy.expiring_window_days), used=None)
+    return sorted(({"id": r.exception.id,
+                    "expires": r.exception.expires_text or r.exception.expires.date().isoformat(),
+                    "owner": r.exception.owner, "days_left": r.days_left,
+                    "expired": Problem.EXPIRED in r.problems}
+                   for r in reports if r.problems and r.days_left is not None),
+                  key=lambda e: e["days_left"])
