@@ -25,8 +25,11 @@ the hub's own), by service, from each request's SigV4 credential scope.
 The sweep: the deployed table filled with N recorded images (one current verdict and two
 history rows each, as benchmarks/bench_sweep fills it), the re-evaluation queue purged, then
 ``sweep.policy_published`` with the sweeper's own store and queue (runtime.sweeper(), from the
-SweeperFunction's environment): its Scan pages and SendMessageBatch calls, over HTTP to the
-server. The slope between the two largest sizes extrapolates to FULL_SWEEP images.
+SweeperFunction's environment) onto the stack's re-evaluation queue, which is emptied after
+each batch, as its consumers drain it (see _draining: moto's SendMessage otherwise slows down
+with every message the queue holds, which SQS does not): its Scan pages and SendMessageBatch
+calls over HTTP to the server, beside the time its Scan alone takes. The slope between the two
+largest sizes extrapolates to FULL_SWEEP images, against the SweeperFunction's Timeout.
 """
 
 from __future__ import annotations
@@ -150,19 +153,20 @@ def _container(environment: dict[str, str], organization: str) -> tuple[Any, Any
     return home, runtime.build_hub(config, home=lambda: home)
 
 
-def runtime_account() -> str:
+def _home_account() -> str:
     """The hub's own account (the deployed functions' GATEKEEPER_ACCOUNT_ID)."""
     return os.environ["GATEKEEPER_ACCOUNT_ID"]
 
 
 def _judge_chunk(loop: Loop, log: CallLog, images: list[tuple[str, str, str | None]],
-                 scan_result: Callable[[int], dict[str, Any]],
-                 set_scan: Callable[..., None]) -> None:
-    """Each image's push event, then its scan event, through the real handlers, in
-    ``loop``'s container; only the handler calls are timed."""
+                 scan_result: Callable[[int], dict[str, Any]]) -> None:
+    """Each image's push event, then (``scan_result`` of its number set in moto's ECR) its
+    scan event, through the real handlers, in ``loop``'s container; only the handler calls
+    are timed."""
     from functions.on_push.app import handler as on_push
     from functions.on_scan.app import handler as on_scan
     from gatekeeper import runtime
+    from gatekeeper_tools.local.ecr import set_scan_result
     from tests.domain_support import push_event, scan_event
 
     runtime.gatekeeper = lambda: loop.gatekeeper  # type: ignore[assignment]
@@ -175,7 +179,7 @@ def _judge_chunk(loop: Loop, log: CallLog, images: list[tuple[str, str, str | No
         began = time.perf_counter()
         loop.statuses[on_push(push, context)["status"]] += 1
         loop.seconds += time.perf_counter() - began
-        set_scan(repository, digest, scan_result(number), account or runtime_account(),
+        set_scan_result(repository, digest, scan_result(number), account or _home_account(),
                  os.environ["AWS_REGION"])
         scan = {**scan_event(repository, digest), **where}
         began = time.perf_counter()
@@ -189,7 +193,7 @@ def _empty_table(name: str) -> None:
     """The verdict table emptied (moto's backend, untimed), so every chunk starts alike."""
     from moto.dynamodb.models import dynamodb_backends
 
-    dynamodb_backends[runtime_account()][os.environ["AWS_REGION"]].tables[name].items.clear()
+    dynamodb_backends[_home_account()][os.environ["AWS_REGION"]].tables[name].items.clear()
 
 
 def _push_images(accounts: int, images: int) -> tuple[list[list], list[list]]:
@@ -223,7 +227,7 @@ def _loops(deployment: Any, log: CallLog, accounts: int, images: int
     """The hub and the single-account stack taking turns; the seconds setup took."""
     import boto3
 
-    from gatekeeper_tools.local.ecr import push_image, set_scan_result
+    from gatekeeper_tools.local.ecr import push_image
     from tests.domain_support import load_findings
 
     began = time.perf_counter()
@@ -240,14 +244,14 @@ def _loops(deployment: Any, log: CallLog, accounts: int, images: int
     for loop in (org, alone):
         digest = push_image(ecr, "warm/up", loop.name)
         _judge_chunk(Loop("warm-up", loop.gatekeeper, loop.hub), log,
-                     [("warm/up", digest, None)], samples.__getitem__, set_scan_result)
+                     [("warm/up", digest, None)], samples.__getitem__)
     setup = time.perf_counter() - began
     table_name = environment["GATEKEEPER_TABLE"]
     for number, (member, own) in enumerate(zip(members, single, strict=True)):
         turns = [(org, member), (alone, own)]
         for loop, chunk in turns if number % 2 == 0 else reversed(turns):
             _empty_table(table_name)
-            _judge_chunk(loop, log, chunk, lambda i: samples[i % 2], set_scan_result)
+            _judge_chunk(loop, log, chunk, lambda i: samples[i % 2])
     return org, alone, setup
 
 
