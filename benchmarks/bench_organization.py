@@ -3,8 +3,9 @@ the single-account loop in the same run; and the policy sweep's time at growing 
 extrapolated by its measured slope to 100,000 images, against the sweeper's Lambda Timeout.
 
     .venv/bin/python -m benchmarks --only organization                  # 20 x 20, sweep 2k, 5k
-    .venv/bin/python -m benchmarks --only organization --accounts 100 --images 100 \\
-        --sweep-sizes 2000,5000,10000                                      # the figure of record
+    .venv/bin/python -m benchmarks --only organization --accounts 100 --images 20 \\
+        --sweep-sizes 2000,5000,10000          # the README's figures: 9 minutes (100 x 100:
+                                               # about 40 minutes on a shared 2-core machine)
 
 Setup (not timed): a ``ThreadedMotoServer`` on a free port of 127.0.0.1 with template.yaml
 deployed into it as an organization's hub (:class:`LocalDeployment`, OrganizationId set, as the
