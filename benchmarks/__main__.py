@@ -7,6 +7,7 @@
     .venv/bin/python -m benchmarks --only sweep             # due index vs full Scan; paged
     .venv/bin/python -m benchmarks --only sweep --sweep-sizes 10000,20000,40000  # bigger
     .venv/bin/python -m benchmarks --only simulate          # policy simulate, 1,000 images
+    .venv/bin/python -m benchmarks --only organization      # the hub, 20 accounts x 20 images
 
 A shared machine is noisy: each figure is printed beside a baseline measured in the same run
 and judged by their ratio (or, for memory and size, against a Lambda limit). Call counts are
@@ -26,7 +27,7 @@ from pathlib import Path
 from benchmarks.common import Row, table
 
 BENCHMARKS = ("size", "api_budget", "cold_start", "throughput", "gate", "memory", "sweep",
-              "simulate", "evaluate")
+              "simulate", "evaluate", "organization")
 
 
 def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
@@ -57,6 +58,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
     if name == "simulate":
         from benchmarks import bench_simulate
         return bench_simulate.run
+    if name == "organization":
+        from benchmarks import bench_organization
+        return lambda: bench_organization.run(args.accounts, args.images, tuple(args.sweep_sizes))
     from benchmarks import bench_evaluate
     return lambda: bench_evaluate.run(findings=(args.findings or [10_000])[0],
                                       exceptions=args.exceptions)
@@ -103,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                              "1000,2000,4000), extrapolated to 100,000 by their slope")
     parser.add_argument("--exceptions", type=int, default=1_000,
                         help="evaluate: exceptions in the policy (default 1000)")
+    parser.add_argument("--accounts", type=int, default=20,
+                        help="organization: member accounts (default 20; 100 for the figure "
+                             "of record)")
+    parser.add_argument("--images", type=int, default=20,
+                        help="organization: images per account (default 20; 100)")
+    parser.add_argument("--sweep-sizes", type=_sizes, default=[2_000, 5_000], metavar="N[,N]",
+                        help="organization: recorded images per policy sweep (default "
+                             "2000,5000)")
     parser.add_argument("--build", action="store_true",
                         help="size: run make build first even if the build looks current")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every row here")

@@ -72,7 +72,7 @@ def _table(ddb: Any, name: str) -> None:
         GlobalSecondaryIndexes=[DUE_INDEX], BillingMode="PAY_PER_REQUEST")
 
 
-def _fill(ddb: Any, name: str, images: int) -> None:
+def fill(ddb: Any, name: str, images: int) -> None:
     """``images`` current verdicts (1 in DUE_SHARE due) with HISTORY history rows each."""
     from gatekeeper.adapters.store import HistoryEntry, ImageRecord, _to_item
     earlier = (NOW - timedelta(hours=1)).isoformat()
@@ -135,7 +135,7 @@ def measure(sizes: tuple[int, ...] = SIZES, policy_images: int = POLICY_IMAGES) 
         with mock_aws():
             ddb = boto3.client("dynamodb", region_name="us-east-1")
             _table(ddb, "verdicts")
-            _fill(ddb, "verdicts", images)
+            fill(ddb, "verdicts", images)
             store = VerdictStore(ddb, "verdicts")
             store.backfill_due_index()
             counted = _counting(ddb)
@@ -156,7 +156,7 @@ def measure(sizes: tuple[int, ...] = SIZES, policy_images: int = POLICY_IMAGES) 
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
         _table(ddb, "verdicts")
-        _fill(ddb, "verdicts", policy_images)
+        fill(ddb, "verdicts", policy_images)
         store = VerdictStore(ddb, "verdicts")
         url = sqs.create_queue(QueueName="reevaluations")["QueueUrl"]
         counted = _counting(ddb)
