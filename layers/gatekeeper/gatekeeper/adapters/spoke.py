@@ -80,6 +80,9 @@ class SpokeSessions:
         self._clock = clock
         self._sessions: dict[Scope, boto3.session.Session] = {}
         self._lock = threading.Lock()
+        # One loader of the service models for every member's session: a new account costs
+        # its AssumeRole and its client, not reading ECR's model from disk again.
+        self._loader = botocore.session.get_session().get_component("data_loader")
 
     def client(self, service: str, scope: Scope, config: BotoConfig = SPOKE_BOTO_CONFIG) -> Any:
         """A client for ``service`` in ``scope``; SpokeUnavailable when its role cannot be
@@ -95,6 +98,7 @@ class SpokeSessions:
             metadata=self._assume(scope), refresh_using=lambda: self._assume(scope),
             method="sts-assume-role")
         core = botocore.session.get_session()
+        core.register_component("data_loader", self._loader)
         # botocore has no public setter for refreshable credentials; this attribute is what
         # its own credential resolver fills, and what boto3 sessions read.
         core._credentials = credentials
