@@ -61,8 +61,8 @@ from gatekeeper_tools.local.ecr import set_scan_result
 from gatekeeper_tools.local.stack import LambdaContext
 from tests.support import ACCOUNT, REGION, World, load_event, load_findings, make_world
 
-# `make test` runs 200 examples per property (its time budget); `make test-nightly` runs 1,000.
-EXAMPLES = int(os.environ.get("GATEKEEPER_PROPERTY_EXAMPLES", "200"))
+# `make test` runs 150 examples per property (its time budget); `make test-nightly` runs 1,000.
+EXAMPLES = int(os.environ.get("GATEKEEPER_PROPERTY_EXAMPLES", "150"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

@@ -25,7 +25,7 @@ After each round, for the image of the round:
 - the last verdict notice (highest revision in verdict_id) announced the stored verdict;
 - the stored verdict is the newest policy's verdict on the image's findings.
 
-GATEKEEPER_RACE_ROUNDS (default 50) and GATEKEEPER_RACE_CONTAINERS (default 8, at least 8)
+GATEKEEPER_RACE_ROUNDS (default 40) and GATEKEEPER_RACE_CONTAINERS (default 8, at least 8)
 scale it; the summary line (printed, shown with -s) counts rounds, invocations, retries and
 failures.
 """
