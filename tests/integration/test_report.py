@@ -193,3 +193,37 @@ def test_a_since_it_cannot_read_is_a_usage_error(tmp_path: Path, capsys: Any) ->
     assert main(["report", "--output", str(tmp_path / "r.html"), "--since", "lately"]) == 2
     assert "--since 'lately': expected 48h, 30d, 12w or a date" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_fleet_is_read_across_scan_pages_and_accounts(world: World) -> None:
+    # Given more current verdicts than one Scan page holds (1 MB), with history, some of them
+    # a member account's (keyed by account and Region)
+    from gatekeeper.adapters.store import _to_item
+    from gatekeeper.domain.scope import Scope
+
+    member = Scope("111111111111", "eu-west-1")
+    ddb = world.session.client("dynamodb")
+    items = []
+    for n in range(300):
+        scope = member if n % 3 == 0 else None
+        record = ImageRecord(f"team/app{n % 7}", f"sha256:{n:064x}", state="APPROVED",
+                             revision=1, reasons=("x" * 3_900,), decided_at="2026-12-01",
+                             account=scope.account if scope else None,
+                             region=scope.region if scope else None)
+        items.append(_to_item(record))
+        items.append(HistoryEntry("2026-12-01T00:00:00+00:00", "APPROVED", None, "scan",
+                                  "1", revision=1).item(record.repository, record.digest,
+                                                        scope=scope))
+    for start in range(0, len(items), 25):
+        ddb.batch_write_item(RequestItems={world.config.table_name: [
+            {"PutRequest": {"Item": item}} for item in items[start:start + 25]]})
+
+    # When the report's reader reads the fleet
+    records, history = VerdictStore(ddb, world.config.table_name).fleet("2026-11-01")
+
+    # Then every verdict and every history item is read once, each history item under its
+    # own repository and digest (a member's key names its account and Region first)
+    assert len(records) == 300 and len(history) == 300
+    assert sum(1 for r in records if r.account == member.account) == 100
+    assert {(repo, digest) for repo, digest, _ in history} == {
+        (r.repository, r.digest) for r in records}
