@@ -215,7 +215,7 @@ def paged_policy_sweeps(images: int, budgets: tuple[Any, ...]) -> list[dict[str,
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
         _table(ddb, "verdicts")
-        _fill(ddb, "verdicts", images)
+        fill(ddb, "verdicts", images)
         store = VerdictStore(ddb, "verdicts")
         queue = ReevaluationQueue(sqs, sqs.create_queue(QueueName="reevaluations")["QueueUrl"])
         sweeps_url = sqs.create_queue(QueueName="sweeps")["QueueUrl"]
