@@ -60,7 +60,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], list[Row]]:
         return bench_simulate.run
     if name == "organization":
         from benchmarks import bench_organization
-        return lambda: bench_organization.run(args.accounts, args.images, tuple(args.sweep_sizes))
+        return lambda: bench_organization.run(
+            args.accounts, args.images,
+            tuple(args.sweep_sizes or bench_organization.SWEEP_SIZES))
     from benchmarks import bench_evaluate
     return lambda: bench_evaluate.run(findings=(args.findings or [10_000])[0],
                                       exceptions=args.exceptions)
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                              "10000,50000); evaluate: the first size (default 10000)")
     parser.add_argument("--sweep-sizes", type=_sizes, default=None, metavar="N[,N]",
                         help="sweep: recorded images of each paged policy sweep (default "
-                             "1000,2000,4000), extrapolated to 100,000 by their slope")
+                             "1000,2000,4000), extrapolated to 100,000 by their slope; "
+                             "organization: of each policy sweep (default 2000,5000)")
     parser.add_argument("--exceptions", type=int, default=1_000,
                         help="evaluate: exceptions in the policy (default 1000)")
     parser.add_argument("--accounts", type=int, default=20,
@@ -112,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
                              "of record)")
     parser.add_argument("--images", type=int, default=20,
                         help="organization: images per account (default 20; 100)")
-    parser.add_argument("--sweep-sizes", type=_sizes, default=[2_000, 5_000], metavar="N[,N]",
-                        help="organization: recorded images per policy sweep (default "
-                             "2000,5000)")
     parser.add_argument("--build", action="store_true",
                         help="size: run make build first even if the build looks current")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every row here")
