@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ def cfn() -> dict[str, Any]:
     return transform_template(TEMPLATE, REGION)
 
 
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[LocalDeployment]:
-    """Given the template deployed into moto (fake credentials, us-east-1, no real AWS)."""
+@contextmanager
+def deployed(**options: Any) -> Iterator[LocalDeployment]:
+    """The template deployed into moto (fake credentials, us-east-1, no real AWS);
+    ``options`` go to LocalDeployment.create (parameters, stack name)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                             "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
@@ -33,4 +35,11 @@ def deployment() -> Iterator[LocalDeployment]:
         patch.delenv("AWS_PROFILE", raising=False)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         with mock_aws():
-            yield LocalDeployment.create(TEMPLATE, region=REGION)
+            yield LocalDeployment.create(TEMPLATE, region=REGION, **options)
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[LocalDeployment]:
+    """Given the template deployed into moto (fake credentials, us-east-1, no real AWS)."""
+    with deployed() as stack:
+        yield stack

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from gatekeeper_tools.local.stack import LocalDeployment, load_sam_template
 from tests.template.conditions import render
-from tests.template.conftest import REGION, ROOT, TEMPLATE
+from tests.template.conftest import REGION, ROOT, TEMPLATE, deployed
 from tests.template.eventbridge import eventbridge_matches
 from tests.template.test_rule_patterns import DELIVERED_TO, load
 from tests.template.test_template import (
@@ -362,16 +361,8 @@ def test_organization_id_takes_an_organization_id_or_nothing(cfn: dict[str, Any]
 @pytest.fixture(scope="module")
 def hub_deployment() -> Iterator[LocalDeployment]:
     """Given the template deployed into moto as a hub (fake credentials, no real AWS)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                            "AWS_REGION": REGION}.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_PROFILE", raising=False)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            yield LocalDeployment.create(TEMPLATE, region=REGION, stack_name="hub",
-                                         parameters={"OrganizationId": ORGANIZATION})
+    with deployed(stack_name="hub", parameters={"OrganizationId": ORGANIZATION}) as stack:
+        yield stack
 
 
 def test_a_hub_deploys_and_routes_its_bus_rules_apart_from_the_default_bus(

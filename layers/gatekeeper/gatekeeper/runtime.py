@@ -36,6 +36,7 @@ from gatekeeper.service import Gatekeeper, Leases
 
 if TYPE_CHECKING:
     from gatekeeper.adapters.security_hub import SecurityHubFindings
+    from gatekeeper.adapters.spoke import SpokeSessions
     from gatekeeper.domain.admission import Gate
     from gatekeeper.domain.scope import Scope
     from gatekeeper.service.ecs_hook import EcsDeploymentHook
@@ -91,27 +92,31 @@ def build_hub(config: Config, home: Callable[[], Gatekeeper],
               session: boto3.session.Session | None = None) -> Hub:
     """The stack's gatekeepers by account and Region: ``home`` for its own, and in
     organization mode each member account's through its spoke role; deferrals go to the
-    re-evaluation queue, spoke alerts to the operator topic."""
-    from gatekeeper.adapters.spoke import SPOKE_BOTO_CONFIG, SpokeSessions
+    re-evaluation queue, spoke alerts to the operator topic (their clients built on first
+    use; the alerts' table is the home gatekeeper's)."""
     from gatekeeper.service.hub import Deferrals, Hub
 
     session = session or boto3.session.Session()
-    spokes = None
-    if config.organization_id:
-        partition = session.get_partition_for_region(config.region or "us-east-1")
-        spokes = SpokeSessions(session.client("sts", config=SPOKE_BOTO_CONFIG),
-                               config.spoke_role_name, partition)
+    spokes = spoke_sessions(config, session) if config.organization_id else None
     deferrals = None
     if config.reevaluation_queue_url:
+        queue_url, topic_arn = config.reevaluation_queue_url, config.operator_topic_arn
         deferrals = Deferrals(
-            ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG),
-                              config.reevaluation_queue_url),
-            alerts=verdict_store(config, session),
-            operator=(SnsNotifier(session.client("sns", config=BOTO_CONFIG),
-                                  config.operator_topic_arn)
-                      if config.operator_topic_arn else None),
+            lambda: ReevaluationQueue(session.client("sqs", config=BOTO_CONFIG), queue_url),
+            alerts=home().store,
+            operator=lambda: (SnsNotifier(session.client("sns", config=BOTO_CONFIG), topic_arn)
+                              if topic_arn else None),
             clock=lambda: now())
     return Hub(home, config.home_scope, spokes, deferrals=deferrals)
+
+
+def spoke_sessions(config: Config | GateConfig, session: boto3.session.Session
+                   ) -> SpokeSessions:
+    """The member accounts' spoke roles, assumed with this session's credentials."""
+    from gatekeeper.adapters.spoke import SPOKE_BOTO_CONFIG, SpokeSessions
+
+    return SpokeSessions(session.client("sts", config=SPOKE_BOTO_CONFIG), config.spoke_role_name,
+                         session.get_partition_for_region(config.region or "us-east-1"))
 
 
 def build_gate(config: GateConfig, session: boto3.session.Session | None = None
@@ -124,11 +129,7 @@ def build_gate(config: GateConfig, session: boto3.session.Session | None = None
     session = session or boto3.session.Session()
     member_images = None
     if config.organization_id:
-        from gatekeeper.adapters.spoke import SPOKE_BOTO_CONFIG, SpokeSessions
-
-        spokes = SpokeSessions(session.client("sts", config=SPOKE_BOTO_CONFIG),
-                               config.spoke_role_name,
-                               session.get_partition_for_region(config.region or "us-east-1"))
+        spokes = spoke_sessions(config, session)
 
         def member_images(scope: Scope) -> EcrImages:
             return EcrImages(spokes.client("ecr", scope))

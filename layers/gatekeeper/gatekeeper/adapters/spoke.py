@@ -17,8 +17,7 @@ SQS rather than failing it (see gatekeeper.service.hub).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -39,9 +38,12 @@ THROTTLING_CODES = frozenset({
     "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
     "ProvisionedThroughputExceededException", "SlowDown",
 })
-# AssumeRole answers these when the role is missing, does not trust the hub, or is denied.
-_UNAVAILABLE_CODES = frozenset({"AccessDenied", "AccessDeniedException", "NoSuchEntity",
-                                "InvalidClientTokenId", "ExpiredToken", "RegionDisabledException"})
+# A member account's services answer these when the spoke role may not do what is asked.
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                          "UnrecognizedClientException", "InvalidSignatureException"})
+# AssumeRole answers these too when the role is missing, does not trust the hub, or is denied.
+_UNAVAILABLE_CODES = DENIED_CODES | {"NoSuchEntity", "InvalidClientTokenId", "ExpiredToken",
+                                     "RegionDisabledException"}
 
 
 class SpokeUnavailable(Exception):
@@ -71,13 +73,11 @@ class SpokeSessions:
     built on first use and kept (thread-safe); their credentials renew themselves."""
 
     def __init__(self, sts: Any, role_name: str, partition: str = "aws",
-                 session_name: str = SESSION_NAME,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 session_name: str = SESSION_NAME) -> None:
         self._sts = sts
         self.role_name = role_name
         self.partition = partition
         self.session_name = session_name
-        self._clock = clock
         self._sessions: dict[Scope, boto3.session.Session] = {}
         self._lock = threading.Lock()
         # One loader of the service models for every member's session: a new account costs

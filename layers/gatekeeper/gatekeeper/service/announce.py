@@ -89,7 +89,7 @@ class Announcer:
         logger.warning("forged marker undone" if removed else "forged marker kept",
                        repository=repo, digest=digest, tag=tag, removed=removed,
                        recorded_verdict=verdict)
+        image = self._image(event, tags)
         self.notifier.publish(forgery_notification(
-            self._image(event, tags), tag, removed=removed,
-            verdict=verdict, time=self.now(),
-            channel=settings.channel_for(repo, self._image(event, tags).account)))
+            image, tag, removed=removed, verdict=verdict, time=self.now(),
+            channel=settings.channel_for(repo, image.account)))

@@ -22,11 +22,12 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gatekeeper.adapters.spoke import SpokeSessions, SpokeUnavailable, throttled
+from gatekeeper.adapters.spoke import DENIED_CODES, SpokeSessions, SpokeUnavailable, throttled
 from gatekeeper.domain.events import Ignored, ImageEvent, Trigger, reevaluation_request
 from gatekeeper.domain.scope import Scope
 from gatekeeper.observability import logger
@@ -38,8 +39,6 @@ MAX_DEFERRALS = 288  # 3 days at the longest delay: then the event fails (DLQ, r
 MAX_DELAY = 900  # SQS's longest delivery delay
 THROTTLED_DELAY = 30  # the first delay after throttling; doubled per deferral
 ALERT_QUIET_SECONDS = 6 * 3600
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
-                     "UnrecognizedClientException", "InvalidSignatureException"})
 _MAX_MEMBERS = 1024  # member gatekeepers kept per container (each holds a few clients)
 
 
@@ -52,16 +51,27 @@ def deferral_delay(attempt: int, *, unavailable: bool, jitter: float) -> int:
 
 
 class Deferrals:
-    """Where work on an unavailable account waits, and who hears about it."""
+    """Where work on an unavailable account waits, and who hears about it. The queue and the
+    operator topic are reached only when something is put off: their clients are built then,
+    not on every container's first event."""
 
-    def __init__(self, queue: Any, alerts: Any, operator: Notifier | None,
-                 clock: Callable[[], datetime], jitter: Callable[[], float] = random.random
-                 ) -> None:
-        self.queue = queue  # ReevaluationQueue
+    def __init__(self, queue: Callable[[], Any], alerts: Any,
+                 operator: Callable[[], Notifier | None], clock: Callable[[], datetime],
+                 jitter: Callable[[], float] = random.random) -> None:
+        self._queue = queue
+        self._operator = operator
         self.alerts = alerts  # VerdictStore (first_alert)
-        self.operator = operator
         self.clock = clock
         self.jitter = jitter
+
+    @cached_property
+    def queue(self) -> Any:
+        """The re-evaluation queue (a ReevaluationQueue)."""
+        return self._queue()
+
+    @cached_property
+    def operator(self) -> Notifier | None:
+        return self._operator()
 
     def defer(self, event: ImageEvent, scope: Scope | None, err: Exception) -> Result:
         attempt = event.attempt + 1
@@ -162,10 +172,10 @@ class Hub:
             return err
         member = scope is not None and self.spokes is not None and scope != self.home_scope
         if member and isinstance(err, ClientError):
-            code = (err.response.get("Error") or {}).get("Code")
-            if code in _DENIED:
-                return SpokeUnavailable(scope, f"{code}: "  # type: ignore[arg-type]
-                                        f"{(err.response.get('Error') or {}).get('Message')}")
+            error = err.response.get("Error") or {}
+            if error.get("Code") in DENIED_CODES:
+                return SpokeUnavailable(scope,  # type: ignore[arg-type]
+                                        f"{error.get('Code')}: {error.get('Message')}")
         return None
 
 
