@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,8 @@ from functions.on_scan.app import handler as on_scan
 from gatekeeper import runtime
 from gatekeeper.adapters.spoke import SpokeSessions
 from gatekeeper.adapters.store import VerdictStore
-from gatekeeper.config import GateConfig
+from gatekeeper.config import Config, GateConfig
+from gatekeeper.domain.events import parse_event
 from gatekeeper.domain.policy import parse_policy
 from gatekeeper.domain.scope import Scope
 from gatekeeper.service import sweep
@@ -541,3 +543,41 @@ def test_simulate_judges_each_member_image_in_its_account_with_its_account_s_rul
     assert flipped == {images[A_EAST]}
     assert len(simulation.compared) == 2
     assert not simulation.not_judged
+
+
+def test_containers_racing_on_member_images_leave_one_marker_and_one_verdict_each(
+        org: Org) -> None:
+    # Given the same image (same digest) in accounts A and B, A's clean and B's with a CRITICAL,
+    # and four containers of the hub (each its own clients, spoke sessions and leases)
+    digest = org.push(A_EAST, "team/app", seed="raced")
+    assert org.push(B_EAST, "team/app", seed="raced") == digest
+    org.scanned(A_EAST, "team/app", digest, "basic-clean")
+    org.scanned(B_EAST, "team/app", digest, "basic-critical")
+    config = Config.from_env()
+
+    def container() -> Any:
+        home = runtime.build(config, org.world.session)
+        return runtime.build_hub(config, lambda: home, org.world.session)
+
+    hubs = [container() for _ in range(4)]
+    events = [parse_event(event_in(scope, scan_event("team/app", digest)))
+              for scope in (A_EAST, B_EAST)]
+
+    # When every container handles both accounts' scan events at once
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: job[0].handle(job[1]),
+                                [(hub, event) for hub in hubs for event in events]))
+
+    # Then nothing failed, each account's image carries exactly its own verdict's marker
+    assert {r.status for r in results} <= {"judged", "unchanged"}
+    assert org.tags(A_EAST, "team/app", digest) == sorted(["v1", approved(digest)])
+    assert org.tags(B_EAST, "team/app", digest) == sorted(["v1", quarantined(digest)])
+    # and each has one verdict change recorded and announced, signed for its own registry
+    store = org.store()
+    for scope, verdict in ((A_EAST, "APPROVED"), (B_EAST, "QUARANTINED")):
+        record = store.scoped(scope).get("team/app", digest)
+        assert record is not None and record.state == verdict and record.settled
+        assert [h.state for h in store.scoped(scope).history("team/app", digest)] == [verdict]
+    notices = org.world.notifications()
+    assert sorted(n["MessageAttributes"]["account"]["Value"] for n in notices) == [
+        A_EAST.account, B_EAST.account]
